@@ -1,0 +1,8 @@
+// Declarations of every command group's registration function.
+#pragma once
+#include "vmm/cli/command.hpp"
+
+namespace cairn {
+void register_info_commands(CLI::App& app, CliContext& ctx);   // vmm/cli/info_command.cpp
+void register_disk_commands(CLI::App& app, CliContext& ctx);   // snapshot/disk/cli/disk_command.cpp
+}  // namespace cairn

@@ -1,0 +1,13 @@
+#include "vmm/cli/registry.hpp"
+
+#include "vmm/cli/commands.hpp"
+
+namespace cairn {
+
+void register_all_commands(CLI::App& app, CliContext& ctx) {
+  // One line per command group (declared in commands.hpp).
+  register_info_commands(app, ctx);
+  register_disk_commands(app, ctx);
+}
+
+}  // namespace cairn
