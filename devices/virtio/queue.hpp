@@ -37,6 +37,9 @@ struct QueueConfig {
   uint64_t used_ring = 0;
 };
 
+// Not internally synchronized: the device that owns a live queue serializes
+// pop/add_used/needs_notification, and checkpoints read positions only after
+// the device has been quiesced.
 class Virtqueue {
  public:
   static constexpr uint64_t kMaxChainBytes = 1ULL << 32;  // bound on a chain's total length

@@ -4,5 +4,6 @@
 
 namespace cairn {
 void register_info_commands(CLI::App& app, CliContext& ctx);   // vmm/cli/info_command.cpp
+void register_run_commands(CLI::App& app, CliContext& ctx);    // vmm/cli/run_command.cpp
 void register_disk_commands(CLI::App& app, CliContext& ctx);   // snapshot/disk/cli/disk_command.cpp
 }  // namespace cairn

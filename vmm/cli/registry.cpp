@@ -7,6 +7,7 @@ namespace cairn {
 void register_all_commands(CLI::App& app, CliContext& ctx) {
   // One line per command group (declared in commands.hpp).
   register_info_commands(app, ctx);
+  register_run_commands(app, ctx);
   register_disk_commands(app, ctx);
 }
 

@@ -1,0 +1,72 @@
+#include "vmm/kvm/vm_fd.hpp"
+
+#include <sys/ioctl.h>
+
+namespace cairn {
+
+namespace {
+// Just below the 4 GiB boundary and outside guest RAM (which stops at the 3 GiB hole).
+constexpr uint64_t kIdentityMapAddr = 0xfffb'c000;
+constexpr uint64_t kTssAddr = 0xfffb'd000;
+}  // namespace
+
+Result<VmFd> VmFd::create(const KvmSystem& kvm) {
+  VmFd vm;
+  vm.fd_ = UniqueFd(::ioctl(kvm.fd(), KVM_CREATE_VM, 0));
+  if (!vm.fd_) return fail_errno("KVM_CREATE_VM");
+  uint64_t idmap = kIdentityMapAddr;
+  if (::ioctl(vm.fd(), KVM_SET_IDENTITY_MAP_ADDR, &idmap) != 0) return fail_errno("KVM_SET_IDENTITY_MAP_ADDR");
+  if (::ioctl(vm.fd(), KVM_SET_TSS_ADDR, kTssAddr) != 0) return fail_errno("KVM_SET_TSS_ADDR");
+  if (::ioctl(vm.fd(), KVM_CREATE_IRQCHIP, 0) != 0) return fail_errno("KVM_CREATE_IRQCHIP");
+  kvm_pit_config pit{};
+  pit.flags = KVM_PIT_SPEAKER_DUMMY;
+  if (::ioctl(vm.fd(), KVM_CREATE_PIT2, &pit) != 0) return fail_errno("KVM_CREATE_PIT2");
+  return vm;
+}
+
+Result<void> VmFd::map_memory(const GuestMemory& mem) {
+  uint32_t slot = 0;
+  for (auto& r : mem.regions()) {
+    kvm_userspace_memory_region region{};
+    region.slot = slot++;
+    region.guest_phys_addr = r.gpa;
+    region.memory_size = r.size;
+    region.userspace_addr = reinterpret_cast<uint64_t>(r.host());
+    if (::ioctl(fd(), KVM_SET_USER_MEMORY_REGION, &region) != 0)
+      return fail_errno("KVM_SET_USER_MEMORY_REGION slot {} ({:#x}+{:#x})", region.slot, r.gpa, r.size);
+  }
+  return {};
+}
+
+Result<void> VmFd::set_irq_line(uint32_t gsi, bool high) {
+  kvm_irq_level level{};
+  level.irq = gsi;
+  level.level = high ? 1 : 0;
+  if (::ioctl(fd(), KVM_IRQ_LINE, &level) != 0) return fail_errno("KVM_IRQ_LINE {}", gsi);
+  return {};
+}
+
+Result<void> VmFd::register_irqfd(int eventfd, uint32_t gsi) {
+  kvm_irqfd irqfd{};
+  irqfd.fd = static_cast<uint32_t>(eventfd);
+  irqfd.gsi = gsi;
+  if (::ioctl(fd(), KVM_IRQFD, &irqfd) != 0) return fail_errno("KVM_IRQFD gsi {}", gsi);
+  return {};
+}
+
+Result<void> VmFd::register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio,
+                                      std::optional<uint64_t> datamatch) {
+  kvm_ioeventfd io{};
+  io.addr = addr;
+  io.len = len;
+  io.fd = eventfd;
+  if (pio) io.flags |= KVM_IOEVENTFD_FLAG_PIO;
+  if (datamatch) {
+    io.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+    io.datamatch = *datamatch;
+  }
+  if (::ioctl(fd(), KVM_IOEVENTFD, &io) != 0) return fail_errno("KVM_IOEVENTFD {:#x}", addr);
+  return {};
+}
+
+}  // namespace cairn

@@ -1,0 +1,51 @@
+// The guest's serial console on the host side: output to the terminal or a
+// log file, input from an interactive terminal (raw mode, restored on exit;
+// Ctrl-A x quits as in QEMU), and a watch for the kernel's panic line so that
+// a crash is not mistaken for a clean reboot.
+#pragma once
+#include <termios.h>
+
+#include <atomic>
+#include <functional>
+#include <span>
+#include <string>
+#include <thread>
+
+#include "vmm/base/error.hpp"
+#include "vmm/base/unique_fd.hpp"
+
+namespace cairn {
+
+class Console {
+ public:
+  // spec: "stdio" or "file:PATH".
+  static Result<std::unique_ptr<Console>> open(const std::string& spec);
+  ~Console();
+
+  // Guest output (called by the UART, possibly from several vCPU threads).
+  void write(std::span<const uint8_t> bytes);
+  bool panic_seen() const { return panic_seen_.load(); }
+
+  // Starts forwarding stdin when it is a terminal. `input` receives bytes for
+  // the UART; `quit` is called on Ctrl-A x.
+  Result<void> start_input(std::function<void(std::span<const uint8_t>)> input, std::function<void()> quit);
+  void stop_input();
+
+ private:
+  Console() = default;
+  void input_loop();
+
+  UniqueFd out_;
+  bool out_is_stdout_ = false;
+  std::string tail_;  // last bytes seen, for the panic watch
+  std::atomic<bool> panic_seen_{false};
+
+  bool raw_mode_ = false;
+  termios saved_{};
+  UniqueFd stop_fd_;
+  std::thread input_thread_;
+  std::function<void(std::span<const uint8_t>)> input_;
+  std::function<void()> quit_;
+};
+
+}  // namespace cairn

@@ -1,0 +1,310 @@
+#include "vmm/machine/machine.hpp"
+
+#include <signal.h>
+
+#include <cstring>
+
+#include "devices/debug_exit.hpp"
+#include "devices/i8042.hpp"
+#include "devices/raw_file_backend.hpp"
+#include "devices/serial8250.hpp"
+#include "devices/virtio/block.hpp"
+#include "devices/virtio/mmio_transport.hpp"
+#include "devices/virtio/vsock_device.hpp"
+#include "vmm/boot/boot.hpp"
+#include "vmm/boot/cpuid.hpp"
+#include "vmm/boot/layout.hpp"
+#include "vmm/machine/cmdline.hpp"
+#include "vmm/machine/irq_lines.hpp"
+
+namespace cairn {
+
+namespace {
+// The signal that kicks a vCPU thread out of KVM_RUN; its handler does nothing.
+constexpr int kKickSignal = SIGUSR1;
+constexpr uint32_t kFirstVirtioGsi = 5;
+constexpr uint32_t kLastVirtioGsi = 23;
+
+void install_kick_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+    sigaction(kKickSignal, &sa, nullptr);
+  });
+}
+
+Result<void> check_config(const MachineConfig& cfg) {
+  if (cfg.memory < kMinMemory || cfg.memory > kMaxMemory || cfg.memory % GuestMemory::kPageSize)
+    return fail(Errc::invalid_argument, "memory size {} MiB is out of range ({}-{} MiB, 4 KiB multiple)",
+                cfg.memory >> 20, kMinMemory >> 20, kMaxMemory >> 20);
+  if (cfg.cpus < 1 || cfg.cpus > kMaxCpus)
+    return fail(Errc::invalid_argument, "{} vCPUs requested; cairn supports 1 to {}", cfg.cpus, kMaxCpus);
+  if (cfg.disks.size() + (cfg.vsock ? 1 : 0) > kLastVirtioGsi - kFirstVirtioGsi + 1)
+    return fail(Errc::invalid_argument, "too many virtio devices");
+  return {};
+}
+}  // namespace
+
+Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& cfg) {
+  if (auto r = check_config(cfg); !r) return std::unexpected(r.error());
+  install_kick_handler();
+  auto m = std::unique_ptr<Machine>(new Machine());
+  m->cfg_ = cfg;
+  auto kvm = KvmSystem::open();
+  if (!kvm) return std::unexpected(std::move(kvm.error()).context("opening KVM"));
+  m->kvm_.emplace(std::move(*kvm));
+  auto vm = VmFd::create(*m->kvm_);
+  if (!vm) return std::unexpected(std::move(vm.error()).context("creating the VM"));
+  m->vm_.emplace(std::move(*vm));
+  auto mem = GuestMemory::create(cfg.memory);
+  if (!mem) return std::unexpected(std::move(mem.error()).context("allocating guest memory"));
+  m->memory_ = std::move(*mem);
+  if (auto r = m->vm_->map_memory(m->memory_); !r) return std::unexpected(r.error());
+  if (auto r = m->setup_devices(); !r) return std::unexpected(r.error());
+  if (auto r = m->setup_vcpus(); !r) return std::unexpected(r.error());
+  return m;
+}
+
+Result<void> Machine::setup_devices() {
+  auto console = Console::open(cfg_.console);
+  if (!console) return std::unexpected(console.error());
+  console_ = std::move(*console);
+
+  auto serial_irq = std::make_shared<KvmIrqLine>(*vm_, Serial8250::kCom1Irq);
+  irq_lines_.push_back(serial_irq);
+  Console* con = console_.get();
+  serial_ = std::make_shared<Serial8250>(serial_irq, [con](std::span<const uint8_t> b) { con->write(b); });
+  if (auto r = pio_.insert(Serial8250::kCom1Port, Serial8250::kLength, serial_); !r) return r;
+  auto i8042 = std::make_shared<I8042>([this] {
+    if (console_->panic_seen())
+      request_stop({MachineExit::Kind::crash, 0, "the guest kernel panicked"});
+    else
+      request_stop({MachineExit::Kind::reboot, 0, {}});
+  });
+  if (auto r = pio_.insert(I8042::kBasePort, I8042::kLength, i8042); !r) return r;
+  auto exit_port = std::make_shared<DebugExit>(
+      [this](int status) { request_stop({MachineExit::Kind::poweroff, status, {}}); });
+  if (auto r = pio_.insert(DebugExit::kPort, DebugExit::kLength, exit_port); !r) return r;
+
+  // virtio-mmio devices: disks first (vda, vdb, ... in order), then vsock.
+  for (auto& d : cfg_.disks) {
+    auto backend = RawFileBackend::open(d.path, d.read_only);
+    if (!backend) return std::unexpected(std::move(backend.error()).context(fmt::format("disk {}", d.path)));
+    virtio_devices_.push_back(std::make_shared<VirtioBlock>(std::shared_ptr<BlockBackend>(std::move(*backend))));
+  }
+  if (cfg_.vsock) {
+    VsockConfig vc;
+    vc.guest_cid = cfg_.vsock->cid;
+    vc.uds_path = cfg_.vsock->uds_path;
+    auto dev = VsockDevice::create(vc);
+    if (!dev) return std::unexpected(std::move(dev.error()).context("vsock"));
+    virtio_devices_.push_back(std::shared_ptr<VirtioDevice>(std::move(*dev)));
+  }
+  std::vector<std::string> entries;
+  for (size_t i = 0; i < virtio_devices_.size(); ++i) {
+    uint32_t gsi = kFirstVirtioGsi + static_cast<uint32_t>(i);
+    auto line = IrqfdLine::create(*vm_, gsi);
+    if (!line) return std::unexpected(line.error());
+    std::shared_ptr<InterruptLine> irq(std::move(*line));
+    irq_lines_.push_back(irq);
+    auto t = std::make_shared<MmioTransport>(memory_, virtio_devices_[i], irq);
+    uint64_t base = layout::virtio_mmio_addr(static_cast<unsigned>(i));
+    if (auto r = mmio_.insert(base, layout::kVirtioMmioSize, t); !r) return r;
+    transports_.push_back(t);
+    entries.push_back(virtio_mmio_cmdline(layout::kVirtioMmioSize, base, gsi));
+  }
+  cmdline_ = build_kernel_cmdline(entries, cfg_.guest_command, cfg_.cmdline);
+  return {};
+}
+
+Result<void> Machine::setup_vcpus() {
+  BootConfig bc{cfg_.kernel, cfg_.initrd, cmdline_, cfg_.cpus};
+  auto boot = prepare_boot(memory_, bc);
+  if (!boot) return std::unexpected(boot.error());
+  auto supported = kvm_->supported_cpuid();
+  if (!supported) return std::unexpected(supported.error());
+  for (unsigned i = 0; i < cfg_.cpus; ++i) {
+    auto v = VcpuFd::create(*kvm_, *vm_, i);
+    if (!v) return std::unexpected(v.error());
+    auto cpuid = vcpu_cpuid(*supported, i, cfg_.cpus);
+    if (!cpuid) return std::unexpected(cpuid.error());
+    if (auto r = v->set_cpuid(*cpuid); !r) return r;
+    if (auto r = v->init_defaults(); !r) return r;
+    if (i == 0) {
+      auto cur = v->get_sregs();
+      if (!cur) return std::unexpected(cur.error());
+      if (auto r = v->set_sregs(boot->sregs(*cur)); !r) return r;
+      if (auto r = v->set_regs(boot->regs); !r) return r;
+    }
+    vcpus_.push_back(std::move(*v));
+  }
+  return {};
+}
+
+Machine::~Machine() {
+  request_stop({MachineExit::Kind::stopped, 0, {}});
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+MachineExit Machine::run() {
+  if (console_) {
+    auto r = console_->start_input([this](std::span<const uint8_t> b) { serial_->enqueue_input(b); },
+                                   [this] { request_stop({MachineExit::Kind::stopped, 0, "quit from the console"}); });
+    if (!r) return {MachineExit::Kind::error, 0, r.error().message};
+  }
+  {
+    std::lock_guard lk(mu_);
+    thread_ids_.resize(vcpus_.size());
+  }
+  for (unsigned i = 0; i < vcpus_.size(); ++i) threads_.emplace_back([this, i] { vcpu_loop(i); });
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [this] { return exit_.has_value(); });
+  MachineExit e = *exit_;
+  lk.unlock();
+  kick_all();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+  if (console_) console_->stop_input();
+  return e;
+}
+
+void Machine::request_stop(MachineExit exit) {
+  {
+    std::lock_guard lk(mu_);
+    if (!exit_) exit_ = std::move(exit);
+    stop_requested_ = true;
+  }
+  cv_.notify_all();
+  kick_all();
+}
+
+void Machine::kick_all() {
+  std::lock_guard lk(mu_);
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    vcpus_[i].run()->immediate_exit = 1;
+    if (i < thread_ids_.size() && thread_ids_[i]) pthread_kill(thread_ids_[i], kKickSignal);
+  }
+}
+
+void Machine::pause() {
+  std::unique_lock lk(mu_);
+  if (pause_requested_ || threads_.empty()) {
+    cv_.wait(lk, [this] { return paused_ || stop_requested_; });
+    return;
+  }
+  pause_requested_ = true;
+  lk.unlock();
+  kick_all();
+  lk.lock();
+  cv_.wait(lk, [this] { return parked_ == vcpus_.size() || stop_requested_; });
+  paused_ = true;
+}
+
+void Machine::resume() {
+  std::lock_guard lk(mu_);
+  pause_requested_ = false;
+  paused_ = false;
+  cv_.notify_all();
+}
+
+void Machine::park(VcpuFd& v) {
+  // Re-enter once with immediate_exit set: KVM completes a pending PIO/MMIO
+  // instruction and returns EINTR without running guest code, so the saved
+  // registers are consistent.
+  v.run()->immediate_exit = 1;
+  (void)v.enter();
+  std::unique_lock lk(mu_);
+  ++parked_;
+  cv_.notify_all();
+  cv_.wait(lk, [this] { return !pause_requested_ || stop_requested_; });
+  --parked_;
+  v.run()->immediate_exit = 0;
+}
+
+void Machine::vcpu_loop(unsigned index) {
+  {
+    std::lock_guard lk(mu_);
+    thread_ids_[index] = pthread_self();
+  }
+  VcpuFd& v = vcpus_[index];
+  while (!stop_requested_) {
+    bool want_pause;
+    {
+      std::lock_guard lk(mu_);
+      want_pause = pause_requested_;
+    }
+    if (want_pause) {
+      park(v);
+      continue;
+    }
+    int rc = v.enter();
+    if (rc == -EINTR || rc == -EAGAIN) {
+      v.run()->immediate_exit = 0;
+      continue;
+    }
+    if (rc < 0) {
+      request_stop({MachineExit::Kind::error, 0, fmt::format("KVM_RUN on vCPU {}: {}", index, std::strerror(-rc))});
+      break;
+    }
+    kvm_run* run = v.run();
+    switch (run->exit_reason) {
+      case KVM_EXIT_IO: handle_pio(v); break;
+      case KVM_EXIT_MMIO: handle_mmio(v); break;
+      case KVM_EXIT_SHUTDOWN:
+        request_stop({MachineExit::Kind::crash, 0,
+                      fmt::format("vCPU {} shut down (triple fault)", index)});
+        break;
+      case KVM_EXIT_SYSTEM_EVENT:
+        if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+          request_stop({MachineExit::Kind::reboot, 0, {}});
+        else
+          request_stop({MachineExit::Kind::poweroff, 0, {}});
+        break;
+      case KVM_EXIT_HLT:
+        request_stop({MachineExit::Kind::poweroff, 0, "vCPU halted"});
+        break;
+      case KVM_EXIT_INTERNAL_ERROR:
+        request_stop({MachineExit::Kind::crash, 0,
+                      fmt::format("KVM internal error on vCPU {} (suberror {})", index, run->internal.suberror)});
+        break;
+      case KVM_EXIT_FAIL_ENTRY:
+        request_stop({MachineExit::Kind::crash, 0,
+                      fmt::format("vCPU {} failed to enter the guest (reason {:#x})", index,
+                                  static_cast<uint64_t>(run->fail_entry.hardware_entry_failure_reason))});
+        break;
+      default:
+        request_stop({MachineExit::Kind::error, 0,
+                      fmt::format("unhandled KVM exit {} on vCPU {}", run->exit_reason, index)});
+    }
+  }
+}
+
+void Machine::handle_pio(VcpuFd& v) {
+  kvm_run* run = v.run();
+  auto* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+  for (uint32_t i = 0; i < run->io.count; ++i) {
+    std::span<uint8_t> d(data + i * run->io.size, run->io.size);
+    if (run->io.direction == KVM_EXIT_IO_OUT) {
+      pio_.write(run->io.port, d);
+    } else if (!pio_.read(run->io.port, d)) {
+      std::memset(d.data(), 0xff, d.size());  // nothing there: the bus floats high
+    }
+  }
+}
+
+void Machine::handle_mmio(VcpuFd& v) {
+  kvm_run* run = v.run();
+  std::span<uint8_t> d(run->mmio.data, std::min<uint32_t>(run->mmio.len, sizeof(run->mmio.data)));
+  if (run->mmio.is_write) {
+    mmio_.write(run->mmio.phys_addr, d);
+  } else if (!mmio_.read(run->mmio.phys_addr, d)) {
+    std::memset(d.data(), 0xff, d.size());
+  }
+}
+
+}  // namespace cairn

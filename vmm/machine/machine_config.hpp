@@ -1,0 +1,37 @@
+// What a VM is made of: the options of `cairn run` and `cairn vm create`.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cairn {
+
+struct DiskConfig {
+  std::string path;
+  bool read_only = false;
+};
+
+struct VsockConfigArg {
+  uint64_t cid = 3;
+  std::string uds_path;  // host listening socket; guest connections go to <uds_path>_<port>
+};
+
+struct MachineConfig {
+  std::string kernel;   // bzImage or ELF vmlinux
+  std::string initrd;   // empty: none
+  std::string cmdline;  // appended to cairn's own kernel arguments
+  uint64_t memory = 256ULL << 20;
+  unsigned cpus = 1;
+  std::vector<DiskConfig> disks;
+  std::optional<VsockConfigArg> vsock;
+  std::string console = "stdio";  // "stdio" or "file:PATH"
+  std::vector<std::string> guest_command;  // run by the default guest's init, then power off
+};
+
+// Bounds checked before anything is created.
+inline constexpr uint64_t kMinMemory = 16ULL << 20;
+inline constexpr uint64_t kMaxMemory = 64ULL << 30;
+inline constexpr unsigned kMaxCpus = 32;
+
+}  // namespace cairn
