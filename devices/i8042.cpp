@@ -53,4 +53,17 @@ uint64_t I8042::reset_count() const {
   return resets_;
 }
 
+I8042State I8042::save() const {
+  std::lock_guard lock(mu_);
+  return I8042State{ctr_, output_, expect_ctr_};
+}
+
+std::unique_ptr<I8042> I8042::restore(const I8042State& state, std::function<void()> on_reset) {
+  auto d = std::make_unique<I8042>(std::move(on_reset));
+  d->ctr_ = state.ctr;
+  d->output_ = state.output;
+  d->expect_ctr_ = state.expect_ctr;
+  return d;
+}
+
 }  // namespace cairn

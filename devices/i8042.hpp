@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -15,6 +16,14 @@
 #include "devices/bus_device.hpp"
 
 namespace cairn {
+
+// Everything a checkpoint needs to rebuild the controller.
+struct I8042State {
+  uint8_t ctr = 0;
+  std::optional<uint8_t> output;
+  bool expect_ctr = false;
+  bool operator==(const I8042State&) const = default;
+};
 
 class I8042 : public BusDevice {
  public:
@@ -32,6 +41,9 @@ class I8042 : public BusDevice {
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
   uint64_t reset_count() const;
+
+  I8042State save() const;
+  static std::unique_ptr<I8042> restore(const I8042State& state, std::function<void()> on_reset);
 
  private:
   mutable std::mutex mu_;

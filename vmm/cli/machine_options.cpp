@@ -69,6 +69,7 @@ Result<MachineConfig> MachineOptions::to_config() const {
       dc.read_only = true;
     }
     if (dc.path.empty()) return fail(Errc::invalid_argument, "--disk needs a path");
+    if (auto r = check_readable("disk", dc.path); !r) return std::unexpected(r.error());
     c.disks.push_back(dc);
   }
   if (!vsock.empty()) {
@@ -88,8 +89,11 @@ Result<MachineConfig> MachineOptions::to_config() const {
     v.uds_path = vsock.substr(comma + 1);
     c.vsock = v;
   }
+  if (console != "stdio" && !(console.starts_with("file:") && console.size() > 5))
+    return fail(Errc::invalid_argument, "--console must be 'stdio' or 'file:PATH', not '{}'", console);
   c.console = console;
   c.guest_command = command;
+  if (auto r = validate_machine_config(c); !r) return std::unexpected(r.error());
   return c;
 }
 

@@ -9,6 +9,8 @@ void register_all_commands(CLI::App& app, CliContext& ctx) {
   register_info_commands(app, ctx);
   register_run_commands(app, ctx);
   register_disk_commands(app, ctx);
+  register_agent_commands(app, ctx);
+  register_vm_commands(app, ctx);
 }
 
 }  // namespace cairn

@@ -4,6 +4,7 @@
 #include "vmm/cli/commands.hpp"
 #include "vmm/cli/exit_codes.hpp"
 #include "vmm/cli/machine_options.hpp"
+#include "vmm/cli/run_checkpoint.hpp"
 #include "vmm/kvm/host_check.hpp"
 #include "vmm/machine/machine.hpp"
 
@@ -28,14 +29,16 @@ void register_run_commands(CLI::App& app, CliContext& ctx) {
                                         "0 on poweroff, 100 on reboot, 101 on a guest crash)");
   auto opts = std::make_shared<MachineOptions>();
   opts->add_to(sub);
+  auto ckpt = std::make_shared<RunCheckpointOptions>();
+  ckpt->add_to(sub);
   sub->footer("Example: cairn run --cpus 2 -- 'uname -a; exit 3'");
-  on_run(sub, ctx, [opts] {
+  on_run(sub, ctx, [opts, ckpt] {
     auto cfg = opts->to_config();
     if (!cfg) return report_error(cfg.error());
     if (auto host = check_host_kvm(); !host) return report_error(host.error());
-    auto m = Machine::create(*cfg);
+    auto m = ckpt->make_machine(*cfg);
     if (!m) return report_error(m.error());
-    return exit_status_for((*m)->run());
+    return exit_status_for(ckpt->run(**m));
   });
 }
 

@@ -3,6 +3,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -49,6 +50,14 @@ CAIRN_VCPU_SET(kvm_sregs, KVM_SET_SREGS, set_sregs)
 CAIRN_VCPU_SET(kvm_fpu, KVM_SET_FPU, set_fpu)
 CAIRN_VCPU_GET(kvm_lapic_state, KVM_GET_LAPIC, get_lapic)
 CAIRN_VCPU_SET(kvm_lapic_state, KVM_SET_LAPIC, set_lapic)
+CAIRN_VCPU_GET(kvm_xcrs, KVM_GET_XCRS, get_xcrs)
+CAIRN_VCPU_SET(kvm_xcrs, KVM_SET_XCRS, set_xcrs)
+CAIRN_VCPU_GET(kvm_vcpu_events, KVM_GET_VCPU_EVENTS, get_vcpu_events)
+CAIRN_VCPU_SET(kvm_vcpu_events, KVM_SET_VCPU_EVENTS, set_vcpu_events)
+CAIRN_VCPU_GET(kvm_debugregs, KVM_GET_DEBUGREGS, get_debugregs)
+CAIRN_VCPU_SET(kvm_debugregs, KVM_SET_DEBUGREGS, set_debugregs)
+CAIRN_VCPU_GET(kvm_mp_state, KVM_GET_MP_STATE, get_mp_state)
+CAIRN_VCPU_SET(kvm_mp_state, KVM_SET_MP_STATE, set_mp_state)
 #undef CAIRN_VCPU_GET
 #undef CAIRN_VCPU_SET
 
@@ -62,6 +71,47 @@ Result<void> VcpuFd::set_msrs(std::span<const kvm_msr_entry> msrs) {
   if (n < 0) return fail_errno("KVM_SET_MSRS (vCPU {})", index_);
   if (static_cast<size_t>(n) != msrs.size())
     return fail(Errc::failed, "KVM_SET_MSRS (vCPU {}): MSR {:#x} refused", index_, msrs[n].index);
+  return {};
+}
+
+Result<size_t> VcpuFd::get_msrs(std::span<kvm_msr_entry> entries) const {
+  size_t bytes = sizeof(kvm_msrs) + entries.size() * sizeof(kvm_msr_entry);
+  auto buf = std::make_unique<uint8_t[]>(bytes);
+  auto* m = reinterpret_cast<kvm_msrs*>(buf.get());
+  m->nmsrs = static_cast<uint32_t>(entries.size());
+  std::memcpy(m->entries, entries.data(), entries.size() * sizeof(kvm_msr_entry));
+  int n = ::ioctl(fd(), KVM_GET_MSRS, m);
+  if (n < 0) return fail_errno("KVM_GET_MSRS (vCPU {})", index_);
+  std::memcpy(entries.data(), m->entries, static_cast<size_t>(n) * sizeof(kvm_msr_entry));
+  return static_cast<size_t>(n);
+}
+
+Result<std::vector<uint8_t>> VcpuFd::get_xsave(size_t size) const {
+  std::vector<uint8_t> buf(std::max(size, sizeof(kvm_xsave)));
+  // KVM_GET_XSAVE copies exactly 4096 bytes; KVM_GET_XSAVE2 the full size.
+  unsigned long nr = buf.size() > sizeof(kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
+  if (::ioctl(fd(), nr, buf.data()) != 0) return fail_errno("KVM_GET_XSAVE (vCPU {})", index_);
+  return buf;
+}
+
+Result<void> VcpuFd::set_xsave(std::span<const uint8_t> xsave) {
+  // KVM reads as many bytes as its own XSAVE size, never fewer than 4096.
+  if (xsave.size() < sizeof(kvm_xsave))
+    return fail(Errc::invalid_argument, "KVM_SET_XSAVE (vCPU {}): {} bytes, need at least {}", index_,
+                xsave.size(), sizeof(kvm_xsave));
+  if (::ioctl(fd(), KVM_SET_XSAVE, xsave.data()) != 0) return fail_errno("KVM_SET_XSAVE (vCPU {})", index_);
+  return {};
+}
+
+Result<uint32_t> VcpuFd::get_tsc_khz() const {
+  int khz = ::ioctl(fd(), KVM_GET_TSC_KHZ, 0);
+  if (khz < 0) return fail_errno("KVM_GET_TSC_KHZ (vCPU {})", index_);
+  return static_cast<uint32_t>(khz);
+}
+
+Result<void> VcpuFd::set_tsc_khz(uint32_t khz) {
+  if (::ioctl(fd(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) != 0)
+    return fail_errno("KVM_SET_TSC_KHZ {} (vCPU {})", khz, index_);
   return {};
 }
 

@@ -36,6 +36,23 @@ class VcpuFd {
   Result<kvm_lapic_state> get_lapic() const;
   Result<void> set_lapic(const kvm_lapic_state& l);
 
+  // Checkpoint state. get_msrs reads entries[i].index for each entry in
+  // order and stops at the first MSR KVM refuses: it returns how many it read.
+  Result<size_t> get_msrs(std::span<kvm_msr_entry> entries) const;
+  // `size` is KVM_CAP_XSAVE2's answer (>= 4096); more than 4096 bytes need KVM_GET_XSAVE2.
+  Result<std::vector<uint8_t>> get_xsave(size_t size) const;
+  Result<void> set_xsave(std::span<const uint8_t> xsave);
+  Result<kvm_xcrs> get_xcrs() const;
+  Result<void> set_xcrs(const kvm_xcrs& x);
+  Result<kvm_vcpu_events> get_vcpu_events() const;
+  Result<void> set_vcpu_events(const kvm_vcpu_events& e);
+  Result<kvm_debugregs> get_debugregs() const;
+  Result<void> set_debugregs(const kvm_debugregs& d);
+  Result<kvm_mp_state> get_mp_state() const;
+  Result<void> set_mp_state(const kvm_mp_state& m);
+  Result<uint32_t> get_tsc_khz() const;
+  Result<void> set_tsc_khz(uint32_t khz);
+
   // The boot-time architectural state Linux expects beyond what the boot
   // protocol sets: FPU control words, LAPIC LINT0=ExtINT / LINT1=NMI, and MSRs.
   Result<void> init_defaults();

@@ -69,4 +69,40 @@ Result<void> VmFd::register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, 
   return {};
 }
 
+int VmFd::check_extension(long cap) const { return ::ioctl(fd(), KVM_CHECK_EXTENSION, cap); }
+
+Result<kvm_irqchip> VmFd::get_irqchip(uint32_t chip_id) const {
+  kvm_irqchip chip{};
+  chip.chip_id = chip_id;
+  if (::ioctl(fd(), KVM_GET_IRQCHIP, &chip) != 0) return fail_errno("KVM_GET_IRQCHIP {}", chip_id);
+  return chip;
+}
+
+Result<void> VmFd::set_irqchip(const kvm_irqchip& chip) {
+  if (::ioctl(fd(), KVM_SET_IRQCHIP, &chip) != 0) return fail_errno("KVM_SET_IRQCHIP {}", chip.chip_id);
+  return {};
+}
+
+Result<kvm_pit_state2> VmFd::get_pit2() const {
+  kvm_pit_state2 pit{};
+  if (::ioctl(fd(), KVM_GET_PIT2, &pit) != 0) return fail_errno("KVM_GET_PIT2");
+  return pit;
+}
+
+Result<void> VmFd::set_pit2(const kvm_pit_state2& pit) {
+  if (::ioctl(fd(), KVM_SET_PIT2, &pit) != 0) return fail_errno("KVM_SET_PIT2");
+  return {};
+}
+
+Result<kvm_clock_data> VmFd::get_clock() const {
+  kvm_clock_data clock{};
+  if (::ioctl(fd(), KVM_GET_CLOCK, &clock) != 0) return fail_errno("KVM_GET_CLOCK");
+  return clock;
+}
+
+Result<void> VmFd::set_clock(const kvm_clock_data& clock) {
+  if (::ioctl(fd(), KVM_SET_CLOCK, &clock) != 0) return fail_errno("KVM_SET_CLOCK");
+  return {};
+}
+
 }  // namespace cairn

@@ -1,6 +1,8 @@
 // A KVM VM fd: memory slots, the in-kernel irqchip and PIT, interrupt lines,
 // irqfds and ioeventfds.
 #pragma once
+#include <linux/kvm.h>
+
 #include <cstdint>
 #include <optional>
 
@@ -25,6 +27,16 @@ class VmFd {
   // A guest write to `addr` (MMIO) of `len` bytes signals `eventfd` without a VM exit.
   Result<void> register_ioeventfd(int eventfd, uint64_t addr, uint32_t len, bool pio,
                                   std::optional<uint64_t> datamatch = std::nullopt);
+
+  int check_extension(long cap) const;
+  // Checkpoint state of the in-kernel devices: chip_id is KVM_IRQCHIP_PIC_MASTER,
+  // KVM_IRQCHIP_PIC_SLAVE or KVM_IRQCHIP_IOAPIC; the clock is kvmclock.
+  Result<kvm_irqchip> get_irqchip(uint32_t chip_id) const;
+  Result<void> set_irqchip(const kvm_irqchip& chip);
+  Result<kvm_pit_state2> get_pit2() const;
+  Result<void> set_pit2(const kvm_pit_state2& pit);
+  Result<kvm_clock_data> get_clock() const;
+  Result<void> set_clock(const kvm_clock_data& clock);
 
  private:
   UniqueFd fd_;

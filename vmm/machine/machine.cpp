@@ -6,15 +6,16 @@
 
 #include "devices/debug_exit.hpp"
 #include "devices/i8042.hpp"
-#include "devices/raw_file_backend.hpp"
 #include "devices/serial8250.hpp"
 #include "devices/virtio/block.hpp"
 #include "devices/virtio/mmio_transport.hpp"
 #include "devices/virtio/vsock_device.hpp"
+#include "snapshot/state/device_state.hpp"
 #include "vmm/boot/boot.hpp"
 #include "vmm/boot/cpuid.hpp"
 #include "vmm/boot/layout.hpp"
 #include "vmm/machine/cmdline.hpp"
+#include "vmm/machine/disk_open.hpp"
 #include "vmm/machine/irq_lines.hpp"
 
 namespace cairn {
@@ -22,8 +23,6 @@ namespace cairn {
 namespace {
 // The signal that kicks a vCPU thread out of KVM_RUN; its handler does nothing.
 constexpr int kKickSignal = SIGUSR1;
-constexpr uint32_t kFirstVirtioGsi = 5;
-constexpr uint32_t kLastVirtioGsi = 23;
 
 void install_kick_handler() {
   static std::once_flag once;
@@ -36,39 +35,33 @@ void install_kick_handler() {
   });
 }
 
-Result<void> check_config(const MachineConfig& cfg) {
-  if (cfg.memory < kMinMemory || cfg.memory > kMaxMemory || cfg.memory % GuestMemory::kPageSize)
-    return fail(Errc::invalid_argument, "memory size {} MiB is out of range ({}-{} MiB, 4 KiB multiple)",
-                cfg.memory >> 20, kMinMemory >> 20, kMaxMemory >> 20);
-  if (cfg.cpus < 1 || cfg.cpus > kMaxCpus)
-    return fail(Errc::invalid_argument, "{} vCPUs requested; cairn supports 1 to {}", cfg.cpus, kMaxCpus);
-  if (cfg.disks.size() + (cfg.vsock ? 1 : 0) > kLastVirtioGsi - kFirstVirtioGsi + 1)
-    return fail(Errc::invalid_argument, "too many virtio devices");
-  return {};
-}
 }  // namespace
 
 Result<std::unique_ptr<Machine>> Machine::create(const MachineConfig& cfg) {
-  if (auto r = check_config(cfg); !r) return std::unexpected(r.error());
-  install_kick_handler();
+  if (auto r = validate_machine_config(cfg); !r) return std::unexpected(r.error());
   auto m = std::unique_ptr<Machine>(new Machine());
   m->cfg_ = cfg;
-  auto kvm = KvmSystem::open();
-  if (!kvm) return std::unexpected(std::move(kvm.error()).context("opening KVM"));
-  m->kvm_.emplace(std::move(*kvm));
-  auto vm = VmFd::create(*m->kvm_);
-  if (!vm) return std::unexpected(std::move(vm.error()).context("creating the VM"));
-  m->vm_.emplace(std::move(*vm));
-  auto mem = GuestMemory::create(cfg.memory);
-  if (!mem) return std::unexpected(std::move(mem.error()).context("allocating guest memory"));
-  m->memory_ = std::move(*mem);
-  if (auto r = m->vm_->map_memory(m->memory_); !r) return std::unexpected(r.error());
+  if (auto r = m->init_vm(); !r) return std::unexpected(r.error());
   if (auto r = m->setup_devices(); !r) return std::unexpected(r.error());
   if (auto r = m->setup_vcpus(); !r) return std::unexpected(r.error());
   return m;
 }
 
-Result<void> Machine::setup_devices() {
+Result<void> Machine::init_vm() {
+  install_kick_handler();
+  auto kvm = KvmSystem::open();
+  if (!kvm) return std::unexpected(std::move(kvm.error()).context("opening KVM"));
+  kvm_.emplace(std::move(*kvm));
+  auto vm = VmFd::create(*kvm_);
+  if (!vm) return std::unexpected(std::move(vm.error()).context("creating the VM"));
+  vm_.emplace(std::move(*vm));
+  auto mem = GuestMemory::create(cfg_.memory);
+  if (!mem) return std::unexpected(std::move(mem.error()).context("allocating guest memory"));
+  memory_ = std::move(*mem);
+  return vm_->map_memory(memory_);
+}
+
+Result<void> Machine::setup_devices(const snap::DeviceStates* saved) {
   auto console = Console::open(cfg_.console);
   if (!console) return std::unexpected(console.error());
   console_ = std::move(*console);
@@ -76,30 +69,39 @@ Result<void> Machine::setup_devices() {
   auto serial_irq = std::make_shared<KvmIrqLine>(*vm_, Serial8250::kCom1Irq);
   irq_lines_.push_back(serial_irq);
   Console* con = console_.get();
-  serial_ = std::make_shared<Serial8250>(serial_irq, [con](std::span<const uint8_t> b) { con->write(b); });
+  Serial8250::Sink sink = [con](std::span<const uint8_t> b) { con->write(b); };
+  if (saved) {
+    auto s = Serial8250::restore(saved->serial, serial_irq, sink);
+    if (!s) return std::unexpected(std::move(s.error()).context("restoring the serial port"));
+    serial_ = std::move(*s);
+  } else {
+    serial_ = std::make_shared<Serial8250>(serial_irq, sink);
+  }
   if (auto r = pio_.insert(Serial8250::kCom1Port, Serial8250::kLength, serial_); !r) return r;
-  auto i8042 = std::make_shared<I8042>([this] {
+  auto on_reset = [this] {
     if (console_->panic_seen())
       request_stop({MachineExit::Kind::crash, 0, "the guest kernel panicked"});
     else
       request_stop({MachineExit::Kind::reboot, 0, {}});
-  });
-  if (auto r = pio_.insert(I8042::kBasePort, I8042::kLength, i8042); !r) return r;
+  };
+  i8042_ = saved ? I8042::restore(saved->i8042, on_reset) : std::make_shared<I8042>(on_reset);
+  if (auto r = pio_.insert(I8042::kBasePort, I8042::kLength, i8042_); !r) return r;
   auto exit_port = std::make_shared<DebugExit>(
       [this](int status) { request_stop({MachineExit::Kind::poweroff, status, {}}); });
   if (auto r = pio_.insert(DebugExit::kPort, DebugExit::kLength, exit_port); !r) return r;
 
   // virtio-mmio devices: disks first (vda, vdb, ... in order), then vsock.
   for (auto& d : cfg_.disks) {
-    auto backend = RawFileBackend::open(d.path, d.read_only);
-    if (!backend) return std::unexpected(std::move(backend.error()).context(fmt::format("disk {}", d.path)));
-    virtio_devices_.push_back(std::make_shared<VirtioBlock>(std::shared_ptr<BlockBackend>(std::move(*backend))));
+    auto backend = open_disk(d);
+    if (!backend) return std::unexpected(backend.error());
+    disks_.push_back(std::move(*backend));
+    virtio_devices_.push_back(std::make_shared<VirtioBlock>(disks_.back()));
   }
   if (cfg_.vsock) {
     VsockConfig vc;
     vc.guest_cid = cfg_.vsock->cid;
     vc.uds_path = cfg_.vsock->uds_path;
-    auto dev = VsockDevice::create(vc);
+    auto dev = saved ? VsockDevice::restore(*saved->virtio.back().vsock, vc) : VsockDevice::create(vc);
     if (!dev) return std::unexpected(std::move(dev.error()).context("vsock"));
     virtio_devices_.push_back(std::shared_ptr<VirtioDevice>(std::move(*dev)));
   }
@@ -110,7 +112,14 @@ Result<void> Machine::setup_devices() {
     if (!line) return std::unexpected(line.error());
     std::shared_ptr<InterruptLine> irq(std::move(*line));
     irq_lines_.push_back(irq);
-    auto t = std::make_shared<MmioTransport>(memory_, virtio_devices_[i], irq);
+    std::shared_ptr<MmioTransport> t;
+    if (saved) {
+      auto rt = MmioTransport::restore(saved->virtio[i].transport, memory_, virtio_devices_[i], irq);
+      if (!rt) return std::unexpected(rt.error());
+      t = std::move(*rt);
+    } else {
+      t = std::make_shared<MmioTransport>(memory_, virtio_devices_[i], irq);
+    }
     uint64_t base = layout::virtio_mmio_addr(static_cast<unsigned>(i));
     if (auto r = mmio_.insert(base, layout::kVirtioMmioSize, t); !r) return r;
     transports_.push_back(t);
@@ -120,10 +129,13 @@ Result<void> Machine::setup_devices() {
   return {};
 }
 
-Result<void> Machine::setup_vcpus() {
-  BootConfig bc{cfg_.kernel, cfg_.initrd, cmdline_, cfg_.cpus};
-  auto boot = prepare_boot(memory_, bc);
-  if (!boot) return std::unexpected(boot.error());
+Result<void> Machine::setup_vcpus(bool boot_kernel) {
+  std::optional<BootResult> boot;
+  if (boot_kernel) {
+    auto b = prepare_boot(memory_, BootConfig{cfg_.kernel, cfg_.initrd, cmdline_, cfg_.cpus});
+    if (!b) return std::unexpected(b.error());
+    boot = std::move(*b);
+  }
   auto supported = kvm_->supported_cpuid();
   if (!supported) return std::unexpected(supported.error());
   for (unsigned i = 0; i < cfg_.cpus; ++i) {
@@ -132,8 +144,10 @@ Result<void> Machine::setup_vcpus() {
     auto cpuid = vcpu_cpuid(*supported, i, cfg_.cpus);
     if (!cpuid) return std::unexpected(cpuid.error());
     if (auto r = v->set_cpuid(*cpuid); !r) return r;
-    if (auto r = v->init_defaults(); !r) return r;
-    if (i == 0) {
+    if (boot) {
+      if (auto r = v->init_defaults(); !r) return r;
+    }
+    if (boot && i == 0) {
       auto cur = v->get_sregs();
       if (!cur) return std::unexpected(cur.error());
       if (auto r = v->set_sregs(boot->sregs(*cur)); !r) return r;
@@ -157,10 +171,11 @@ MachineExit Machine::run() {
     if (!r) return {MachineExit::Kind::error, 0, r.error().message};
   }
   {
+    // Under the lock: pause() from the control thread reads threads_.
     std::lock_guard lk(mu_);
     thread_ids_.resize(vcpus_.size());
+    for (unsigned i = 0; i < vcpus_.size(); ++i) threads_.emplace_back([this, i] { vcpu_loop(i); });
   }
-  for (unsigned i = 0; i < vcpus_.size(); ++i) threads_.emplace_back([this, i] { vcpu_loop(i); });
   std::unique_lock lk(mu_);
   cv_.wait(lk, [this] { return exit_.has_value(); });
   MachineExit e = *exit_;
@@ -193,7 +208,13 @@ void Machine::kick_all() {
 
 void Machine::pause() {
   std::unique_lock lk(mu_);
-  if (pause_requested_ || threads_.empty()) {
+  if (threads_.empty()) {
+    // Not started yet: the vCPUs park as soon as run() starts them.
+    pause_requested_ = true;
+    paused_ = true;
+    return;
+  }
+  if (pause_requested_) {
     cv_.wait(lk, [this] { return paused_ || stop_requested_; });
     return;
   }

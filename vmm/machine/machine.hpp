@@ -24,6 +24,8 @@
 namespace cairn {
 
 class Serial8250;
+class I8042;
+class BlockBackend;
 class MmioTransport;
 class VirtioDevice;
 class InterruptLine;
@@ -33,6 +35,22 @@ struct MachineExit {
   enum class Kind { poweroff, reboot, crash, stopped, error } kind = Kind::poweroff;
   int status = 0;       // the guest command's exit status (debug-exit port), poweroff only
   std::string detail;   // why, for crash and error
+};
+
+namespace snap {
+struct DeviceStates;
+struct MachineState;
+}  // namespace snap
+
+// What a standard checkpoint cost (vmm/machine/machine_snapshot.cpp).
+struct CheckpointStats {
+  uint64_t guest_memory_bytes = 0;
+  uint64_t memory_file_bytes = 0;  // the compressed memory image
+  uint64_t state_file_bytes = 0;   // vCPU, VM and device state
+  uint64_t stored_pages = 0;       // non-zero pages written
+  uint64_t zero_pages = 0;
+  double paused_ms = 0;            // how long the guest was stopped
+  double total_ms = 0;
 };
 
 class Machine {
@@ -56,10 +74,23 @@ class Machine {
   // The full kernel command line the guest booted with.
   const std::string& kernel_cmdline() const { return cmdline_; }
 
+  // Standard checkpoint (format: docs/checkpoint-format.md): pauses the
+  // guest, saves vCPU, VM, device state and RAM into the new folder `dir`
+  // (it appears complete or not at all), then resumes a running guest.
+  Result<CheckpointStats> save_checkpoint(const std::string& dir);
+  // A machine in the state saved in `dir`, ready for run() to continue the
+  // guest. `cfg` must describe the same machine (memory, vCPUs, devices).
+  static Result<std::unique_ptr<Machine>> restore(const std::string& dir, const MachineConfig& cfg);
+
  private:
   Machine() = default;
-  Result<void> setup_devices();
-  Result<void> setup_vcpus();
+  // KVM, the VM and guest memory.
+  Result<void> init_vm();
+  // Fresh devices, or (restore) devices rebuilt from saved state.
+  Result<void> setup_devices(const snap::DeviceStates* saved = nullptr);
+  // `boot`: load the kernel and set the boot registers (not when restoring).
+  Result<void> setup_vcpus(bool boot = true);
+  Result<snap::MachineState> capture_state();
   void vcpu_loop(unsigned index);
   void handle_pio(VcpuFd& v);
   void handle_mmio(VcpuFd& v);
@@ -79,6 +110,8 @@ class Machine {
   Bus mmio_;
   std::unique_ptr<Console> console_;
   std::shared_ptr<Serial8250> serial_;
+  std::shared_ptr<I8042> i8042_;
+  std::vector<std::shared_ptr<BlockBackend>> disks_;
   std::vector<std::shared_ptr<InterruptLine>> irq_lines_;
   std::vector<std::shared_ptr<VirtioDevice>> virtio_devices_;
   std::vector<std::shared_ptr<MmioTransport>> transports_;
@@ -90,6 +123,7 @@ class Machine {
   unsigned parked_ = 0;
   std::atomic<bool> stop_requested_{false};
   std::optional<MachineExit> exit_;
+  std::mutex checkpoint_mu_;  // one checkpoint at a time
 };
 
 }  // namespace cairn

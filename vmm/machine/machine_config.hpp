@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "vmm/base/error.hpp"
+
 namespace cairn {
 
 struct DiskConfig {
@@ -33,5 +35,11 @@ struct MachineConfig {
 inline constexpr uint64_t kMinMemory = 16ULL << 20;
 inline constexpr uint64_t kMaxMemory = 64ULL << 30;
 inline constexpr unsigned kMaxCpus = 32;
+// virtio-mmio devices take GSIs 5..23 (0-4 belong to the PIT, keyboard, cascade and COM ports).
+inline constexpr uint32_t kFirstVirtioGsi = 5;
+inline constexpr uint32_t kLastVirtioGsi = 23;
+
+// Checks sizes and counts before anything is created.
+Result<void> validate_machine_config(const MachineConfig& cfg);
 
 }  // namespace cairn

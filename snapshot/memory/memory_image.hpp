@@ -1,0 +1,161 @@
+// cairn's memory image: the guest RAM of a checkpoint, lz4-compressed in
+// independent chunks with zero pages left out. Also documented in
+// docs/checkpoint-format.md.
+//
+// All integers are little-endian. Offsets are from the start of the file.
+//
+// Header (64 bytes, at offset 0)
+//   0   8  magic "CAIRNMEM"
+//   8   4  version (1)
+//   12  4  page_size: 4096
+//   16  4  chunk_size: a multiple of page_size, at most 512 pages (2 MiB)
+//   20  4  region_count: 1 .. 64
+//   24  8  chunk_count: sum over regions of ceil(region size / chunk_size)
+//   32  8  index_offset: where the chunk index starts
+//   40  8  file_size: the size of the whole file (index_offset + chunk_count * 88)
+//   48  8  reserved, 0
+//   56  8  meta_checksum: XXH3_64bits over header bytes [0, 56), then the
+//          region table, then the chunk index, hashed as one stream
+//
+// Region table (region_count * 16 bytes, at offset 64): the guest RAM layout
+//   0   8  gpa: guest-physical start, page aligned
+//   8   8  size: bytes, page aligned, > 0
+//   Regions are sorted by gpa and do not overlap. Chunks number the regions'
+//   pages in order: region 0's first chunk_size bytes are chunk 0, and so
+//   on; the last chunk of a region may be shorter (whole pages).
+//
+// Chunk data (from 64 + 16 * region_count up to index_offset): each stored
+//   chunk is one LZ4 block (LZ4_compress_default) of the chunk's present pages
+//   concatenated in page order, or those bytes raw when lz4 would not make
+//   them smaller. Chunks may appear in any order (they are written by several
+//   threads); their ranges never overlap.
+//
+// Chunk index (chunk_count * 88 bytes, at index_offset), entry i for chunk i:
+//   0   8  offset of the stored bytes
+//   8   4  stored_size
+//   12  2  present_pages: pages stored (the others are all zero)
+//   14  2  flags: bit 0 = stored raw (stored_size == present_pages * page_size)
+//   16  8  checksum: XXH3_64bits of the stored bytes
+//   24 64  present bitmap: bit p (byte p / 8, bit p % 8) is set when page p
+//          of the chunk is stored; bits past the chunk's page count are 0
+//   A chunk with no present page has offset, stored_size, flags, checksum 0.
+//
+// A reader checks the header, region table and index (bounds, sizes, counts,
+// meta_checksum) before reading any chunk, and every chunk's checksum before
+// writing anything into guest memory; any failure is Errc::corrupt.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "vmm/base/error.hpp"
+#include "vmm/base/unique_fd.hpp"
+
+namespace cairn::snap {
+
+inline constexpr char kMemoryMagic[8] = {'C', 'A', 'I', 'R', 'N', 'M', 'E', 'M'};
+inline constexpr uint32_t kMemoryVersion = 1;
+inline constexpr uint32_t kMemoryPageSize = 4096;
+inline constexpr uint32_t kMemoryMaxChunkPages = 512;
+inline constexpr uint32_t kMemoryDefaultChunkSize = kMemoryMaxChunkPages * kMemoryPageSize;  // 2 MiB
+inline constexpr uint32_t kMemoryMaxRegions = 64;
+inline constexpr size_t kMemoryHeaderSize = 64;
+inline constexpr size_t kMemoryRegionEntrySize = 16;
+inline constexpr size_t kMemoryIndexEntrySize = 88;
+inline constexpr uint16_t kChunkFlagRaw = 1;
+
+// One guest RAM region as the image sees it: where it sits and its host bytes.
+struct RamRegion {
+  uint64_t gpa = 0;
+  uint64_t size = 0;
+  uint8_t* host = nullptr;
+  // Optional: the memfd behind `host` (region byte 0 at file offset 0). The
+  // writer skips its holes (SEEK_HOLE) without reading them: touching a
+  // never-written page would allocate it.
+  int fd = -1;
+};
+
+struct RegionLayout {
+  uint64_t gpa = 0;
+  uint64_t size = 0;
+  bool operator==(const RegionLayout&) const = default;
+};
+
+struct MemoryImageOptions {
+  uint32_t chunk_size = kMemoryDefaultChunkSize;
+  unsigned threads = 0;  // 0: one per online CPU
+};
+
+struct MemoryImageStats {
+  uint64_t file_bytes = 0;
+  uint64_t guest_bytes = 0;
+  uint64_t stored_pages = 0;
+  uint64_t zero_pages = 0;
+  uint64_t chunks = 0;
+};
+
+// Writes the image of `regions` into `fd` (an empty file opened for writing),
+// compressing chunks on several threads. The caller fsyncs.
+Result<MemoryImageStats> write_memory_image(int fd, std::span<const RamRegion> regions,
+                                            const MemoryImageOptions& opts = {});
+
+// One parsed index entry.
+struct ChunkEntry {
+  uint64_t offset = 0;
+  uint32_t stored_size = 0;
+  uint16_t present_pages = 0;
+  uint16_t flags = 0;
+  uint64_t checksum = 0;
+  uint8_t bitmap[64] = {};
+  bool present(unsigned page) const { return bitmap[page / 8] & (1u << (page % 8)); }
+};
+
+class MemoryImageReader {
+ public:
+  // Reads and checks header, region table and chunk index; `what` names the
+  // file in error messages. Takes ownership of `fd`.
+  static Result<MemoryImageReader> open(UniqueFd fd, std::string what);
+  static Result<MemoryImageReader> open(const std::string& path);
+
+  const std::vector<RegionLayout>& layout() const { return layout_; }
+  uint32_t chunk_size() const { return chunk_size_; }
+  uint64_t file_size() const { return file_size_; }
+  const std::vector<ChunkEntry>& index() const { return index_; }
+
+  // Reads every stored chunk and checks its checksum; touches no guest memory.
+  Result<void> verify_chunks(unsigned threads = 0) const;
+  // Fills `regions`, whose layout must equal layout(). Absent pages are
+  // zeroed unless `already_zero` says the memory is fresh (keeps it unpopulated).
+  // Checksums are checked again as chunks are read.
+  Result<void> load(std::span<const RamRegion> regions, bool already_zero, unsigned threads = 0) const;
+
+ private:
+  MemoryImageReader() = default;
+  // Reads chunk i's stored bytes and checks them; `pages` receives the present pages.
+  Result<void> read_chunk(size_t i, std::vector<uint8_t>& stored, std::vector<uint8_t>& pages) const;
+
+  UniqueFd fd_;
+  std::string what_;
+  uint32_t chunk_size_ = 0;
+  uint64_t file_size_ = 0;
+  uint64_t data_start_ = 0;
+  uint64_t index_offset_ = 0;
+  std::vector<RegionLayout> layout_;
+  std::vector<ChunkEntry> index_;
+};
+
+// The chunk (region, offset in region, length) that chunk number i covers.
+struct ChunkSpan {
+  size_t region = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+std::vector<ChunkSpan> chunk_spans(std::span<const RegionLayout> layout, uint32_t chunk_size);
+
+// Runs fn(i) for i in [0, count) on up to `threads` threads (0: one per CPU);
+// stops handing out work after the first error and returns it.
+Result<void> parallel_for(size_t count, unsigned threads, const std::function<Result<void>(size_t)>& fn);
+
+}  // namespace cairn::snap

@@ -1,0 +1,171 @@
+// Writes a memory image (format in memory_image.hpp): chunks are scanned for
+// zero pages and compressed by a pool of threads, each appending its result
+// at a reserved file offset; the index and the header go last.
+#include <lz4.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+
+#include "snapshot/memory/bytes.hpp"
+#include "snapshot/memory/file_io.hpp"
+#include "snapshot/memory/memory_image.hpp"
+
+namespace cairn::snap {
+
+namespace {
+bool page_is_zero(const uint8_t* p) {
+  uint64_t acc = 0;
+  for (size_t i = 0; i < kMemoryPageSize; i += 64) {
+    uint64_t w[8];
+    std::memcpy(w, p + i, sizeof(w));
+    acc |= w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7];
+  }
+  return acc == 0;
+}
+
+// Marks in `maybe` the pages of [off, off+len) of `fd` that hold data; pages
+// in holes read as zero. Returns false when the fd cannot tell (no SEEK_DATA).
+bool data_pages(int fd, uint64_t off, uint64_t len, std::vector<bool>& maybe) {
+  maybe.assign(len / kMemoryPageSize, false);
+  uint64_t pos = off, end = off + len;
+  while (pos < end) {
+    off_t d = ::lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
+    if (d < 0) return errno == ENXIO;  // ENXIO: no data from pos to the end of the file
+    if (static_cast<uint64_t>(d) >= end) break;
+    off_t h = ::lseek(fd, d, SEEK_HOLE);
+    if (h < 0) return false;
+    uint64_t hole = std::min<uint64_t>(static_cast<uint64_t>(h), end);
+    for (uint64_t p = (static_cast<uint64_t>(d) - off) / kMemoryPageSize; p * kMemoryPageSize + off < hole; ++p)
+      maybe[p] = true;
+    pos = hole;
+  }
+  return true;
+}
+
+void encode_entry(std::span<uint8_t> out, const ChunkEntry& e) {
+  put_u64(out, 0, e.offset);
+  put_u32(out, 8, e.stored_size);
+  put_u16(out, 12, e.present_pages);
+  put_u16(out, 14, e.flags);
+  put_u64(out, 16, e.checksum);
+  std::memcpy(out.data() + 24, e.bitmap, sizeof(e.bitmap));
+}
+
+Result<void> check_regions(std::span<const RamRegion> regions, uint32_t chunk_size) {
+  if (regions.empty() || regions.size() > kMemoryMaxRegions)
+    return fail(Errc::invalid_argument, "memory image: {} regions (1 to {} allowed)", regions.size(), kMemoryMaxRegions);
+  if (chunk_size == 0 || chunk_size % kMemoryPageSize || chunk_size / kMemoryPageSize > kMemoryMaxChunkPages)
+    return fail(Errc::invalid_argument, "memory image: chunk size {} is not 1 to {} whole pages", chunk_size,
+                kMemoryMaxChunkPages);
+  for (size_t i = 0; i < regions.size(); ++i) {
+    auto& r = regions[i];
+    if (r.size == 0 || r.size % kMemoryPageSize || r.gpa % kMemoryPageSize || !r.host)
+      return fail(Errc::invalid_argument, "memory image: region {} ({:#x}+{:#x}) is not whole pages", i, r.gpa, r.size);
+    if (i > 0 && regions[i - 1].gpa + regions[i - 1].size > r.gpa)
+      return fail(Errc::invalid_argument, "memory image: regions overlap or are not sorted");
+  }
+  return {};
+}
+}  // namespace
+
+Result<MemoryImageStats> write_memory_image(int fd, std::span<const RamRegion> regions,
+                                            const MemoryImageOptions& opts) {
+  if (auto r = check_regions(regions, opts.chunk_size); !r) return std::unexpected(r.error());
+  std::vector<RegionLayout> layout;
+  for (auto& r : regions) layout.push_back({r.gpa, r.size});
+  const auto spans = chunk_spans(layout, opts.chunk_size);
+  const uint64_t data_start = kMemoryHeaderSize + kMemoryRegionEntrySize * regions.size();
+
+  std::vector<ChunkEntry> entries(spans.size());
+  std::mutex mu;
+  uint64_t cursor = data_start;  // next free byte for chunk data (guarded by mu)
+  std::atomic<uint64_t> stored_pages{0};
+  const std::string what = "memory image";
+
+  auto compress_one = [&](size_t i) -> Result<void> {
+    const ChunkSpan& cs = spans[i];
+    const uint8_t* base = regions[cs.region].host + cs.offset;
+    const unsigned pages = static_cast<unsigned>(cs.length / kMemoryPageSize);
+    ChunkEntry& e = entries[i];
+    thread_local std::vector<uint8_t> raw, packed;
+    thread_local std::vector<bool> maybe;
+    raw.clear();
+    const int fd_ram = regions[cs.region].fd;
+    const bool holes_known = fd_ram >= 0 && data_pages(fd_ram, cs.offset, cs.length, maybe);
+    for (unsigned p = 0; p < pages; ++p) {
+      const uint8_t* page = base + uint64_t{p} * kMemoryPageSize;
+      if ((holes_known && !maybe[p]) || page_is_zero(page)) continue;
+      e.bitmap[p / 8] |= static_cast<uint8_t>(1u << (p % 8));
+      ++e.present_pages;
+      raw.insert(raw.end(), page, page + kMemoryPageSize);
+    }
+    if (e.present_pages == 0) return {};
+    stored_pages += e.present_pages;
+    packed.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
+    int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(packed.data()),
+                                 static_cast<int>(raw.size()), static_cast<int>(packed.size()));
+    std::span<const uint8_t> out;
+    if (n > 0 && static_cast<size_t>(n) < raw.size()) {
+      out = std::span(packed.data(), static_cast<size_t>(n));
+    } else {
+      out = raw;  // incompressible: store as is
+      e.flags = kChunkFlagRaw;
+    }
+    e.stored_size = static_cast<uint32_t>(out.size());
+    e.checksum = XXH3_64bits(out.data(), out.size());
+    {
+      std::lock_guard lk(mu);
+      e.offset = cursor;
+      cursor += out.size();
+    }
+    return pwrite_full(fd, e.offset, out, what);
+  };
+  if (auto r = parallel_for(spans.size(), opts.threads, compress_one); !r) return std::unexpected(r.error());
+
+  // Region table + index, then the header that seals them.
+  std::vector<uint8_t> table(kMemoryRegionEntrySize * regions.size());
+  for (size_t i = 0; i < regions.size(); ++i) {
+    put_u64(table, i * kMemoryRegionEntrySize, regions[i].gpa);
+    put_u64(table, i * kMemoryRegionEntrySize + 8, regions[i].size);
+  }
+  std::vector<uint8_t> index(kMemoryIndexEntrySize * entries.size());
+  for (size_t i = 0; i < entries.size(); ++i)
+    encode_entry(std::span(index).subspan(i * kMemoryIndexEntrySize, kMemoryIndexEntrySize), entries[i]);
+  const uint64_t index_offset = cursor;
+  const uint64_t file_bytes = index_offset + index.size();
+
+  std::vector<uint8_t> header(kMemoryHeaderSize, 0);
+  std::memcpy(header.data(), kMemoryMagic, sizeof(kMemoryMagic));
+  put_u32(header, 8, kMemoryVersion);
+  put_u32(header, 12, kMemoryPageSize);
+  put_u32(header, 16, opts.chunk_size);
+  put_u32(header, 20, static_cast<uint32_t>(regions.size()));
+  put_u64(header, 24, entries.size());
+  put_u64(header, 32, index_offset);
+  put_u64(header, 40, file_bytes);
+  XXH3_state_t* st = XXH3_createState();
+  if (!st) return fail(Errc::out_of_memory, "xxhash state");
+  XXH3_64bits_reset(st);
+  XXH3_64bits_update(st, header.data(), 56);
+  XXH3_64bits_update(st, table.data(), table.size());
+  XXH3_64bits_update(st, index.data(), index.size());
+  put_u64(header, 56, XXH3_64bits_digest(st));
+  XXH3_freeState(st);
+
+  if (auto r = pwrite_full(fd, index_offset, index, what); !r) return std::unexpected(r.error());
+  if (auto r = pwrite_full(fd, kMemoryHeaderSize, table, what); !r) return std::unexpected(r.error());
+  if (auto r = pwrite_full(fd, 0, header, what); !r) return std::unexpected(r.error());
+
+  MemoryImageStats s;
+  s.file_bytes = file_bytes;
+  for (auto& r : regions) s.guest_bytes += r.size;
+  s.stored_pages = stored_pages.load();
+  s.zero_pages = s.guest_bytes / kMemoryPageSize - s.stored_pages;
+  s.chunks = entries.size();
+  return s;
+}
+
+}  // namespace cairn::snap

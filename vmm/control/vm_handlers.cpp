@@ -1,0 +1,45 @@
+#include "vmm/control/vm_handlers.hpp"
+
+#include <unistd.h>
+
+namespace cairn {
+
+using nlohmann::json;
+
+namespace {
+json status_of(VmControlContext& vm) {
+  auto up = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - vm.started);
+  return {{"state", vm.machine.paused() ? "paused" : "running"},
+          {"pid", ::getpid()},
+          {"uptime_ms", up.count()},
+          {"vcpus", vm.machine.config().cpus},
+          {"memory", vm.machine.config().memory},
+          {"name", vm.record.name},
+          {"id", vm.record.id}};
+}
+}  // namespace
+
+void add_vm_lifecycle_handlers(ControlDispatcher& d, VmControlContext& vm) {
+  d.add("status", [&vm](const json&) -> Result<json> { return status_of(vm); });
+  d.add("pause", [&vm](const json&) -> Result<json> {
+    vm.machine.pause();
+    return json{{"state", "paused"}};
+  });
+  d.add("resume", [&vm](const json&) -> Result<json> {
+    vm.machine.resume();
+    return json{{"state", "running"}};
+  });
+  d.add("stop", [&vm](const json&) -> Result<json> {
+    vm.machine.request_stop({MachineExit::Kind::stopped, 0, "stopped through the control socket"});
+    return json::object();
+  });
+}
+
+std::shared_ptr<ControlDispatcher> build_vm_dispatcher(VmControlContext& vm) {
+  auto d = std::make_shared<ControlDispatcher>();
+  add_vm_lifecycle_handlers(*d, vm);
+  // Further command groups: one line each, e.g. add_checkpoint_handlers(*d, vm);
+  return d;
+}
+
+}  // namespace cairn

@@ -1,0 +1,258 @@
+// Standard checkpoints of a Machine: save into a folder, restore into a fresh
+// VM. A checkpoint folder holds two files (docs/checkpoint-format.md):
+//   state.bin   vCPU, VM and device state and the machine config (snapshot/state)
+//   memory.img  guest RAM (snapshot/memory)
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "devices/block_backend.hpp"
+#include "devices/i8042.hpp"
+#include "devices/serial8250.hpp"
+#include "devices/virtio/mmio_transport.hpp"
+#include "devices/virtio/vsock_device.hpp"
+#include "snapshot/memory/file_io.hpp"
+#include "snapshot/memory/memory_image.hpp"
+#include "snapshot/state/container.hpp"
+#include "snapshot/state/machine_state.hpp"
+#include "vmm/machine/machine.hpp"
+
+namespace cairn {
+
+namespace {
+constexpr const char* kStateFile = "state.bin";
+constexpr const char* kMemoryFile = "memory.img";
+namespace fs = std::filesystem;
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::vector<snap::RamRegion> ram_regions(const GuestMemory& mem) {
+  std::vector<snap::RamRegion> out;
+  for (auto& r : mem.regions()) out.push_back({r.gpa, r.size, r.host(), r.memfd.get()});
+  return out;
+}
+
+// Removes a half-written checkpoint folder unless released.
+struct TempDir {
+  std::string path;
+  ~TempDir() {
+    if (path.empty()) return;
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+// Runs `fn` when leaving the scope (resuming the guest on every path).
+template <class F>
+struct Finally {
+  F fn;
+  ~Finally() { fn(); }
+};
+template <class F>
+Finally(F) -> Finally<F>;
+
+Result<uint64_t> write_file_synced(const std::string& path, std::span<const uint8_t> bytes) {
+  auto fd = snap::create_new(path);
+  if (!fd) return std::unexpected(fd.error());
+  if (auto r = snap::pwrite_full(fd->get(), 0, bytes, path); !r) return std::unexpected(r.error());
+  if (auto r = snap::fsync_fd(fd->get(), path); !r) return std::unexpected(r.error());
+  return bytes.size();
+}
+
+// The virtio device names a machine built from `cfg` has, in bus order.
+std::vector<std::string> expected_virtio(const MachineConfig& cfg) {
+  std::vector<std::string> names(cfg.disks.size(), "virtio-blk");
+  if (cfg.vsock) names.push_back("virtio-vsock");
+  return names;
+}
+
+// The checkpoint must come from a machine like the one `cfg` describes.
+Result<void> check_same_machine(const snap::MachineState& st, const MachineConfig& cfg) {
+  const auto& c = st.config;
+  if (c.memory != cfg.memory)
+    return fail(Errc::invalid_argument, "the checkpoint has {} MiB of memory, the machine {} MiB (use --memory {}M)",
+                c.memory >> 20, cfg.memory >> 20, c.memory >> 20);
+  if (c.cpus != cfg.cpus)
+    return fail(Errc::invalid_argument, "the checkpoint has {} vCPUs, the machine {} (use --cpus {})", c.cpus, cfg.cpus,
+                c.cpus);
+  if (c.disks.size() != cfg.disks.size())
+    return fail(Errc::invalid_argument, "the checkpoint has {} disks, the machine {}", c.disks.size(), cfg.disks.size());
+  for (size_t i = 0; i < c.disks.size(); ++i)
+    if (c.disks[i].read_only != cfg.disks[i].read_only)
+      return fail(Errc::invalid_argument, "disk {} ({}) was {} in the checkpoint", i, cfg.disks[i].path,
+                  c.disks[i].read_only ? "read-only" : "writable");
+  if (c.vsock_cid.has_value() != cfg.vsock.has_value() || (c.vsock_cid && *c.vsock_cid != cfg.vsock->cid))
+    return fail(Errc::invalid_argument, "the checkpoint's vsock device ({}) differs from the machine's ({})",
+                c.vsock_cid ? fmt::format("CID {}", *c.vsock_cid) : "none",
+                cfg.vsock ? fmt::format("CID {}", cfg.vsock->cid) : "none");
+  auto names = expected_virtio(cfg);
+  if (st.devices.virtio.size() != names.size())
+    return fail(Errc::corrupt, "the checkpoint saved {} virtio devices, its config lists {}", st.devices.virtio.size(),
+                names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto& v = st.devices.virtio[i];
+    if (v.device != names[i] || v.vsock.has_value() != (names[i] == "virtio-vsock"))
+      return fail(Errc::corrupt, "virtio device {} was saved as {}, expected {}", i, v.device, names[i]);
+  }
+  return {};
+}
+}  // namespace
+
+Result<snap::MachineState> Machine::capture_state() {
+  snap::MachineState st;
+  st.config.memory = cfg_.memory;
+  st.config.cpus = cfg_.cpus;
+  for (size_t i = 0; i < disks_.size(); ++i) st.config.disks.push_back({cfg_.disks[i].read_only, disks_[i]->size()});
+  if (cfg_.vsock) st.config.vsock_cid = cfg_.vsock->cid;
+  st.config.kernel_cmdline = cmdline_;
+
+  auto vm = snap::capture_vm(*vm_);
+  if (!vm) return std::unexpected(vm.error());
+  st.vm = *vm;
+  auto msr_list = kvm_->msr_index_list();
+  if (!msr_list) return std::unexpected(msr_list.error());
+  int xsave2 = vm_->check_extension(KVM_CAP_XSAVE2);
+  for (auto& v : vcpus_) {
+    auto msrs = snap::readable_msrs(v, *msr_list);
+    if (!msrs) return std::unexpected(msrs.error());
+    auto s = snap::capture_vcpu(v, *msrs, xsave2 > 0 ? static_cast<size_t>(xsave2) : 0);
+    if (!s) return std::unexpected(std::move(s.error()).context(fmt::format("vCPU {}", v.index())));
+    st.vcpus.push_back(std::move(*s));
+  }
+
+  st.devices.serial = serial_->save();
+  st.devices.i8042 = i8042_->save();
+  for (size_t i = 0; i < transports_.size(); ++i) {
+    snap::VirtioDeviceState d;
+    d.device = std::string(virtio_devices_[i]->name());
+    d.transport = transports_[i]->save();
+    if (auto* vs = dynamic_cast<VsockDevice*>(virtio_devices_[i].get()))
+      d.vsock = vs->save();
+    else if (d.device != "virtio-blk")  // virtio-blk keeps no state beyond its transport
+      return fail(Errc::unsupported, "device {} cannot be saved in a checkpoint", d.device);
+    st.devices.virtio.push_back(std::move(d));
+  }
+  return st;
+}
+
+Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg) {
+  std::lock_guard one_at_a_time(checkpoint_mu_);
+  const auto t0 = std::chrono::steady_clock::now();
+  CheckpointStats stats;
+  fs::path dir = fs::path(dir_arg).lexically_normal();
+  if (!dir.has_filename()) dir = dir.parent_path();  // "a/b/" -> "a/b"
+  if (dir.empty()) return fail(Errc::invalid_argument, "no checkpoint folder given");
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) == 0) return fail(Errc::invalid_argument, "{} already exists", dir.string());
+  fs::path parent = dir.parent_path().empty() ? fs::path(".") : dir.parent_path();
+  std::string tmpl = dir.string() + ".tmp-XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return fail_errno("creating a folder next to {}", dir.string());
+  TempDir tmp{tmpl};
+
+  // Quiesce: vCPUs at an instruction boundary, device threads idle, disks durable.
+  bool pause_here = false;
+  {
+    std::lock_guard lk(mu_);
+    pause_here = !threads_.empty() && !stop_requested_ && !pause_requested_;
+  }
+  if (pause_here) pause();
+  const auto tp = std::chrono::steady_clock::now();
+  std::vector<VsockDevice*> paused_vsock;
+  Finally resume_all{[&] {
+    for (auto* v : paused_vsock) v->resume();
+    if (pause_here) resume();
+  }};
+  if (stop_requested_) return fail(Errc::invalid_state, "the VM stopped before it could be checkpointed");
+  for (auto& d : virtio_devices_)
+    if (auto* vs = dynamic_cast<VsockDevice*>(d.get())) {
+      vs->pause();
+      paused_vsock.push_back(vs);
+    }
+  for (size_t i = 0; i < disks_.size(); ++i)
+    if (auto r = disks_[i]->flush(); !r)
+      return std::unexpected(std::move(r.error()).context(fmt::format("flushing disk {}", cfg_.disks[i].path)));
+
+  auto state = capture_state();
+  if (!state) return std::unexpected(std::move(state.error()).context("capturing the VM state"));
+  const std::string mem_path = tmpl + "/" + kMemoryFile;
+  auto mem_fd = snap::create_new(mem_path);
+  if (!mem_fd) return std::unexpected(mem_fd.error());
+  auto regions = ram_regions(memory_);
+  auto mstats = snap::write_memory_image(mem_fd->get(), regions);
+  if (!mstats) return std::unexpected(std::move(mstats.error()).context("saving guest memory"));
+  // Guest memory is on disk (in the page cache): the guest may go on.
+  for (auto* v : paused_vsock) v->resume();
+  paused_vsock.clear();
+  if (pause_here) resume();
+  pause_here = false;
+  stats.paused_ms = ms_since(tp);
+
+  if (auto r = snap::fsync_fd(mem_fd->get(), mem_path); !r) return std::unexpected(r.error());
+  auto encoded = snap::encode_machine_state(*state);
+  if (!encoded) return std::unexpected(encoded.error());
+  auto state_bytes = write_file_synced(tmpl + "/" + kStateFile, *encoded);
+  if (!state_bytes) return std::unexpected(state_bytes.error());
+  if (auto r = snap::fsync_dir(tmpl); !r) return std::unexpected(r.error());
+  if (::rename(tmpl.c_str(), dir.c_str()) != 0) return fail_errno("renaming {} to {}", tmpl, dir.string());
+  tmp.path.clear();
+  if (auto r = snap::fsync_dir(parent.string()); !r) return std::unexpected(r.error());
+
+  stats.guest_memory_bytes = mstats->guest_bytes;
+  stats.memory_file_bytes = mstats->file_bytes;
+  stats.state_file_bytes = *state_bytes;
+  stats.stored_pages = mstats->stored_pages;
+  stats.zero_pages = mstats->zero_pages;
+  stats.total_ms = ms_since(t0);
+  return stats;
+}
+
+Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const MachineConfig& cfg) {
+  if (auto r = validate_machine_config(cfg); !r) return std::unexpected(r.error());
+  // Every file is read and checked before anything is built.
+  const std::string state_path = (fs::path(dir) / kStateFile).string();
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return fail(Errc::not_found, "no checkpoint folder {}", dir);
+  auto bytes = snap::read_small_file(state_path, snap::kStateMaxFileBytes);
+  if (!bytes) return std::unexpected(bytes.error());
+  auto state = snap::decode_machine_state(*bytes, state_path);
+  if (!state) return std::unexpected(state.error());
+  auto image = snap::MemoryImageReader::open((fs::path(dir) / kMemoryFile).string());
+  if (!image) return std::unexpected(image.error());
+  if (auto r = image->verify_chunks(); !r) return std::unexpected(r.error());
+  if (auto r = check_same_machine(*state, cfg); !r)
+    return std::unexpected(std::move(r.error()).context(fmt::format("checkpoint {}", dir)));
+
+  auto m = std::unique_ptr<Machine>(new Machine());
+  m->cfg_ = cfg;
+  if (auto r = m->init_vm(); !r) return std::unexpected(r.error());
+  std::vector<snap::RegionLayout> layout;
+  for (auto& r : m->memory_.regions()) layout.push_back({r.gpa, r.size});
+  if (layout != image->layout())
+    return fail(Errc::corrupt, "checkpoint {}: the memory image's layout does not match {} MiB of guest memory", dir,
+                cfg.memory >> 20);
+  if (auto r = image->load(ram_regions(m->memory_), /*already_zero=*/true); !r)
+    return std::unexpected(std::move(r.error()).context("restoring guest memory"));
+  // In-kernel interrupt controllers, PIT and kvmclock, then the vCPUs, then
+  // devices: a device that raises an interrupt as it is rebuilt finds the
+  // irqchip and the LAPICs in their saved state.
+  if (auto r = snap::restore_vm(*m->vm_, state->vm); !r) return std::unexpected(r.error());
+  if (auto r = m->setup_vcpus(/*boot=*/false); !r) return std::unexpected(r.error());
+  for (size_t i = 0; i < m->vcpus_.size(); ++i)
+    if (auto r = snap::restore_vcpu(m->vcpus_[i], state->vcpus[i]); !r)
+      return std::unexpected(std::move(r.error()).context(fmt::format("vCPU {}", i)));
+  if (auto r = m->setup_devices(&state->devices); !r) return std::unexpected(r.error());
+  for (size_t i = 0; i < m->disks_.size(); ++i)
+    if (m->disks_[i]->size() != state->config.disks[i].size)
+      return fail(Errc::invalid_argument, "disk {} ({}) is {} bytes, the checkpoint's was {}", i, cfg.disks[i].path,
+                  m->disks_[i]->size(), state->config.disks[i].size);
+  m->cmdline_ = state->config.kernel_cmdline;
+  return m;
+}
+
+}  // namespace cairn
