@@ -49,9 +49,11 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
   if (*actual < kMemoryHeaderSize) return bad(fmt::format("only {} bytes, shorter than its header", *actual));
   std::vector<uint8_t> header(kMemoryHeaderSize);
   if (auto r = pread_full(m.fd_.get(), 0, header, m.what_); !r) return std::unexpected(r.error());
-  if (std::memcmp(header.data(), kMemoryMagic, sizeof(kMemoryMagic)) != 0) return bad("not a cairn memory image (bad magic)");
+  if (std::memcmp(header.data(), kMemoryMagic, sizeof(kMemoryMagic)) != 0)
+    return bad("not a cairn memory image (bad magic)");
   uint32_t version = get_u32(header, 8);
-  if (version != kMemoryVersion) return bad(fmt::format("format version {} (this cairn reads {})", version, kMemoryVersion));
+  if (version != kMemoryVersion)
+    return bad(fmt::format("format version {} (this cairn reads {})", version, kMemoryVersion));
   uint32_t page_size = get_u32(header, 12);
   if (page_size != kMemoryPageSize) return bad(fmt::format("page size {} (expected {})", page_size, kMemoryPageSize));
   m.chunk_size_ = get_u32(header, 16);
@@ -69,7 +71,8 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
   if (m.index_offset_ < m.data_start_ || m.index_offset_ > m.file_size_ ||
       (m.file_size_ - m.index_offset_) / kMemoryIndexEntrySize != chunk_count ||
       (m.file_size_ - m.index_offset_) % kMemoryIndexEntrySize != 0)
-    return bad(fmt::format("chunk index ({} entries at offset {}) does not fit the file", chunk_count, m.index_offset_));
+    return bad(
+        fmt::format("chunk index ({} entries at offset {}) does not fit the file", chunk_count, m.index_offset_));
 
   std::vector<uint8_t> table(kMemoryRegionEntrySize * region_count);
   if (auto r = pread_full(m.fd_.get(), kMemoryHeaderSize, table, m.what_); !r) return std::unexpected(r.error());
@@ -103,7 +106,8 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
   m.index_.reserve(chunk_count);
   std::vector<std::pair<uint64_t, uint64_t>> ranges;  // stored byte ranges, for the overlap check
   for (size_t i = 0; i < chunk_count; ++i) {
-    ChunkEntry e = decode_entry(std::span<const uint8_t>(index).subspan(i * kMemoryIndexEntrySize, kMemoryIndexEntrySize));
+    ChunkEntry e =
+        decode_entry(std::span<const uint8_t>(index).subspan(i * kMemoryIndexEntrySize, kMemoryIndexEntrySize));
     const unsigned pages = static_cast<unsigned>(spans[i].length / kMemoryPageSize);
     unsigned bits = 0;
     for (unsigned b = 0; b < 64; ++b) bits += static_cast<unsigned>(std::popcount(e.bitmap[b]));
@@ -111,13 +115,18 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
     for (unsigned p = pages; p < kMemoryMaxChunkPages; ++p) stray |= e.present(p);
     if (stray || bits != e.present_pages) return bad(fmt::format("chunk {}: present-page bitmap is inconsistent", i));
     if (e.present_pages == 0) {
-      if (e.offset || e.stored_size || e.flags || e.checksum) return bad(fmt::format("chunk {}: empty chunk with data", i));
+      if (e.offset || e.stored_size || e.flags || e.checksum)
+        return bad(fmt::format("chunk {}: empty chunk with data", i));
     } else {
       const uint64_t raw = uint64_t{e.present_pages} * kMemoryPageSize;
       if (e.flags & ~kChunkFlagRaw) return bad(fmt::format("chunk {}: unknown flags {:#x}", i, e.flags));
-      bool size_ok = (e.flags & kChunkFlagRaw) ? e.stored_size == raw
-                                               : e.stored_size > 0 && e.stored_size <= static_cast<uint64_t>(LZ4_compressBound(static_cast<int>(raw)));
-      if (!size_ok) return bad(fmt::format("chunk {}: stored size {} is impossible for {} pages", i, e.stored_size, e.present_pages));
+      bool size_ok =
+          (e.flags & kChunkFlagRaw)
+              ? e.stored_size == raw
+              : e.stored_size > 0 && e.stored_size <= static_cast<uint64_t>(LZ4_compressBound(static_cast<int>(raw)));
+      if (!size_ok)
+        return bad(
+            fmt::format("chunk {}: stored size {} is impossible for {} pages", i, e.stored_size, e.present_pages));
       if (e.offset < m.data_start_ || e.offset > m.index_offset_ || e.stored_size > m.index_offset_ - e.offset)
         return bad(fmt::format("chunk {}: data at {}+{} lies outside the chunk area", i, e.offset, e.stored_size));
       ranges.emplace_back(e.offset, e.stored_size);
@@ -159,11 +168,12 @@ Result<void> MemoryImageReader::verify_chunks(unsigned threads) const {
 
 Result<void> MemoryImageReader::load(std::span<const RamRegion> regions, bool already_zero, unsigned threads) const {
   if (regions.size() != layout_.size())
-    return fail(Errc::invalid_argument, "memory image {} has {} regions, the guest {}", what_, layout_.size(), regions.size());
+    return fail(Errc::invalid_argument, "memory image {} has {} regions, the guest {}", what_, layout_.size(),
+                regions.size());
   for (size_t i = 0; i < regions.size(); ++i)
     if (regions[i].gpa != layout_[i].gpa || regions[i].size != layout_[i].size || !regions[i].host)
-      return fail(Errc::invalid_argument, "memory image {}: region {} is {:#x}+{:#x}, the guest's is {:#x}+{:#x}", what_,
-                  i, layout_[i].gpa, layout_[i].size, regions[i].gpa, regions[i].size);
+      return fail(Errc::invalid_argument, "memory image {}: region {} is {:#x}+{:#x}, the guest's is {:#x}+{:#x}",
+                  what_, i, layout_[i].gpa, layout_[i].size, regions[i].gpa, regions[i].size);
   const auto spans = chunk_spans(layout_, chunk_size_);
   return parallel_for(index_.size(), threads, [&](size_t i) -> Result<void> {
     const ChunkEntry& e = index_[i];

@@ -56,7 +56,8 @@ void encode_entry(std::span<uint8_t> out, const ChunkEntry& e) {
 
 Result<void> check_regions(std::span<const RamRegion> regions, uint32_t chunk_size) {
   if (regions.empty() || regions.size() > kMemoryMaxRegions)
-    return fail(Errc::invalid_argument, "memory image: {} regions (1 to {} allowed)", regions.size(), kMemoryMaxRegions);
+    return fail(Errc::invalid_argument, "memory image: {} regions (1 to {} allowed)", regions.size(),
+                kMemoryMaxRegions);
   if (chunk_size == 0 || chunk_size % kMemoryPageSize || chunk_size / kMemoryPageSize > kMemoryMaxChunkPages)
     return fail(Errc::invalid_argument, "memory image: chunk size {} is not 1 to {} whole pages", chunk_size,
                 kMemoryMaxChunkPages);

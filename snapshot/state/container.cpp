@@ -20,7 +20,8 @@ uint64_t table_checksum(std::span<const uint8_t> file, size_t count) {
 
 Result<std::vector<uint8_t>> encode_sections(std::span<const Section> sections) {
   if (sections.empty() || sections.size() > kStateMaxSections)
-    return fail(Errc::invalid_argument, "state file: {} sections (1 to {} allowed)", sections.size(), kStateMaxSections);
+    return fail(Errc::invalid_argument, "state file: {} sections (1 to {} allowed)", sections.size(),
+                kStateMaxSections);
   uint64_t size = kStateHeaderSize + kStateEntrySize * sections.size();
   for (auto& s : sections) {
     if (s.payload.size() > kStateMaxSectionBytes)
@@ -56,11 +57,13 @@ Result<std::vector<Section>> decode_sections(std::span<const uint8_t> file, cons
   if (file.size() < kStateHeaderSize) return bad(fmt::format("only {} bytes, shorter than its header", file.size()));
   if (std::memcmp(file.data(), kStateMagic, sizeof(kStateMagic)) != 0) return bad("not a cairn state file (bad magic)");
   uint32_t version = get_u32(file, 8);
-  if (version != kStateVersion) return bad(fmt::format("format version {} (this cairn reads {})", version, kStateVersion));
+  if (version != kStateVersion)
+    return bad(fmt::format("format version {} (this cairn reads {})", version, kStateVersion));
   uint32_t count = get_u32(file, 12);
   if (count == 0 || count > kStateMaxSections) return bad(fmt::format("{} sections", count));
   uint64_t size = get_u64(file, 16);
-  if (size != file.size()) return bad(fmt::format("header says {} bytes, the file has {} (truncated or extended)", size, file.size()));
+  if (size != file.size())
+    return bad(fmt::format("header says {} bytes, the file has {} (truncated or extended)", size, file.size()));
   if (size > kStateMaxFileBytes) return bad("larger than a state file may be");
   uint64_t off = kStateHeaderSize + uint64_t{kStateEntrySize} * count;
   if (off > size) return bad("section table does not fit the file");

@@ -107,12 +107,11 @@ Result<MachineState> decode_machine_state(std::span<const uint8_t> file, const s
       return bad(Error{Errc::corrupt, fmt::format("section {} (instance {}) appears twice", s.type, s.instance)});
   auto get = [&](uint32_t type, uint32_t instance) -> Result<const Section*> {
     auto it = by_key.find({type, instance});
-    if (it == by_key.end())
-      return fail(Errc::corrupt, "section {} (instance {}) is missing", type, instance);
+    if (it == by_key.end()) return fail(Errc::corrupt, "section {} (instance {}) is missing", type, instance);
     return it->second;
   };
-#define CAIRN_SECTION(var, type, inst)     \
-  auto var = get(type, inst);              \
+#define CAIRN_SECTION(var, type, inst) \
+  auto var = get(type, inst);          \
   if (!var) return bad(var.error())
 #define CAIRN_TAKE(sec, dst) \
   if (auto r_ = take_raw(**sec, dst); !r_) return bad(r_.error())

@@ -5,13 +5,13 @@
 
 namespace cairn::snap {
 
-#define CAIRN_TRY_SET(expr, what)                                                   \
+#define CAIRN_TRY_SET(expr, what) \
   if (auto r_ = (expr); !r_) return std::unexpected(std::move(r_.error()).context(what))
-#define CAIRN_TRY_GET(dst, expr, what)                                              \
-  do {                                                                              \
-    auto r_ = (expr);                                                               \
-    if (!r_) return std::unexpected(std::move(r_.error()).context(what));           \
-    dst = std::move(*r_);                                                           \
+#define CAIRN_TRY_GET(dst, expr, what)                                    \
+  do {                                                                    \
+    auto r_ = (expr);                                                     \
+    if (!r_) return std::unexpected(std::move(r_.error()).context(what)); \
+    dst = std::move(*r_);                                                 \
   } while (0)
 
 Result<std::vector<uint32_t>> readable_msrs(const VcpuFd& v, std::span<const uint32_t> list) {

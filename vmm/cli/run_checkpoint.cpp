@@ -22,7 +22,8 @@ void RunCheckpointOptions::add_to(CLI::App* sub) {
 Result<std::unique_ptr<Machine>> RunCheckpointOptions::make_machine(const MachineConfig& cfg) const {
   if (restore_dir.empty()) return Machine::create(cfg);
   if (!cfg.guest_command.empty())
-    return fail(Errc::invalid_argument, "a restored guest goes on where it was: no command can be given with --restore");
+    return fail(Errc::invalid_argument,
+                "a restored guest goes on where it was: no command can be given with --restore");
   return Machine::restore(restore_dir, cfg);
 }
 
@@ -38,15 +39,16 @@ MachineExit RunCheckpointOptions::run(Machine& m) const {
     }
     auto s = m.save_checkpoint(checkpoint_dir);
     if (!s) {
-      m.request_stop({MachineExit::Kind::error, 0, fmt::format("checkpoint {}: {}", checkpoint_dir, s.error().message)});
+      m.request_stop(
+          {MachineExit::Kind::error, 0, fmt::format("checkpoint {}: {}", checkpoint_dir, s.error().message)});
       return;
     }
     fmt::print(stderr,
                "cairn: checkpoint saved to {}: {} MiB of RAM ({} pages stored, {} zero) in a {:.1f} MiB image and "
                "{} KiB of state; guest paused {:.0f} ms, {:.0f} ms in all\n",
                checkpoint_dir, s->guest_memory_bytes >> 20, s->stored_pages, s->zero_pages,
-               static_cast<double>(s->memory_file_bytes) / (1 << 20), (s->state_file_bytes + 1023) / 1024,
-               s->paused_ms, s->total_ms);
+               static_cast<double>(s->memory_file_bytes) / (1 << 20), (s->state_file_bytes + 1023) / 1024, s->paused_ms,
+               s->total_ms);
   });
   MachineExit e = m.run();
   {

@@ -81,7 +81,8 @@ Result<void> check_same_machine(const snap::MachineState& st, const MachineConfi
     return fail(Errc::invalid_argument, "the checkpoint has {} vCPUs, the machine {} (use --cpus {})", c.cpus, cfg.cpus,
                 c.cpus);
   if (c.disks.size() != cfg.disks.size())
-    return fail(Errc::invalid_argument, "the checkpoint has {} disks, the machine {}", c.disks.size(), cfg.disks.size());
+    return fail(Errc::invalid_argument, "the checkpoint has {} disks, the machine {}", c.disks.size(),
+                cfg.disks.size());
   for (size_t i = 0; i < c.disks.size(); ++i)
     if (c.disks[i].read_only != cfg.disks[i].read_only)
       return fail(Errc::invalid_argument, "disk {} ({}) was {} in the checkpoint", i, cfg.disks[i].path,

@@ -153,13 +153,45 @@ TEST_CASE("machine state: missing, repeated, unknown or mis-sized sections are r
   std::vector<Case> cases = {
       {"missing LAPIC of vCPU 1",
        [](auto& v) { std::erase_if(v, [](auto& x) { return x.type == kSecLapic && x.instance == 1; }); }, "missing"},
-      {"repeated PIT", [](auto& v) { v.push_back(Section{kSecPit, 0, std::vector<uint8_t>(112)}); }, "twice"},
-      {"unknown section", [](auto& v) { v.push_back(Section{999, 0, {}}); }, "sections"},
-      {"a third vCPU's registers", [](auto& v) { v.push_back(Section{kSecRegs, 2, std::vector<uint8_t>(144)}); }, "sections"},
-      {"short sregs", [](auto& v) { for (auto& x : v) if (x.type == kSecSregs) x.payload.pop_back(); }, "bytes"},
-      {"small XSAVE", [](auto& v) { for (auto& x : v) if (x.type == kSecXsave) x.payload.resize(100); }, "XSAVE"},
-      {"MSRs not whole entries", [](auto& v) { for (auto& x : v) if (x.type == kSecMsrs) x.payload.push_back(0); }, "MSR"},
-      {"config not JSON", [](auto& v) { for (auto& x : v) if (x.type == kSecConfig) x.payload = {'{', 'x'}; }, "JSON"},
+      {"repeated PIT",
+       [](auto& v) {
+         v.push_back(Section{kSecPit, 0, std::vector<uint8_t>(112)});
+       },
+       "twice"},
+      {"unknown section",
+       [](auto& v) {
+         v.push_back(Section{999, 0, {}});
+       },
+       "sections"},
+      {"a third vCPU's registers",
+       [](auto& v) {
+         v.push_back(Section{kSecRegs, 2, std::vector<uint8_t>(144)});
+       },
+       "sections"},
+      {"short sregs",
+       [](auto& v) {
+         for (auto& x : v)
+           if (x.type == kSecSregs) x.payload.pop_back();
+       },
+       "bytes"},
+      {"small XSAVE",
+       [](auto& v) {
+         for (auto& x : v)
+           if (x.type == kSecXsave) x.payload.resize(100);
+       },
+       "XSAVE"},
+      {"MSRs not whole entries",
+       [](auto& v) {
+         for (auto& x : v)
+           if (x.type == kSecMsrs) x.payload.push_back(0);
+       },
+       "MSR"},
+      {"config not JSON",
+       [](auto& v) {
+         for (auto& x : v)
+           if (x.type == kSecConfig) x.payload = {'{', 'x'};
+       },
+       "JSON"},
       {"config without cpus",
        [](auto& v) {
          for (auto& x : v)

@@ -63,7 +63,7 @@ TEST_CASE("memory image: random pages round trip across regions and odd chunk en
 TEST_CASE("memory image: incompressible chunks are stored raw, compressible ones smaller") {
   std::mt19937_64 rng(2);
   FakeRam ram({{0, 4 * MiB}});
-  fill_random(ram.bufs[0].data(), 2 * MiB, rng);                     // chunk 0: noise
+  fill_random(ram.bufs[0].data(), 2 * MiB, rng);                          // chunk 0: noise
   for (size_t i = 2 * MiB; i < 4 * MiB; ++i) ram.bufs[0][i] = i % 7 + 1;  // chunk 1: a pattern
   auto rt = write_image(ram);
   auto reader = MemoryImageReader::open(file_with(slurp(rt.fd.get())), "image");
