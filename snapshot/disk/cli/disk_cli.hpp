@@ -2,7 +2,7 @@
 #pragma once
 #include <string>
 
-#include "snapshot/disk/units.hpp"
+#include "vmm/base/parse_size.hpp"
 #include "vmm/cli/command.hpp"
 
 namespace cairn::disk {

@@ -3,7 +3,7 @@
 
 #include <regex>
 
-#include "snapshot/disk/units.hpp"
+#include "vmm/base/parse_size.hpp"
 #include "snapshot/disk/format.hpp"
 #include "snapshot/disk/io.hpp"
 
@@ -92,10 +92,10 @@ TEST_CASE("UUIDs are random RFC 4122 version 4") {
 }
 
 TEST_CASE("sizes parse with binary units") {
-  CHECK(*parse_size("1G") == (1ull << 30));
-  CHECK(*parse_size("64K") == 65536);
-  CHECK(*parse_size("4096") == 4096);
-  CHECK_FALSE(parse_size("12Q"));
-  CHECK_FALSE(parse_size("x"));
-  CHECK_FALSE(parse_size("99999999999999T"));
+  CHECK(*cairn::parse_size("1G") == (1ull << 30));
+  CHECK(*cairn::parse_size("64K") == 65536);
+  CHECK(*cairn::parse_size("4096") == 4096);
+  CHECK_FALSE(cairn::parse_size("12Q"));
+  CHECK_FALSE(cairn::parse_size("x"));
+  CHECK_FALSE(cairn::parse_size("99999999999999T"));
 }
