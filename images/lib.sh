@@ -11,7 +11,7 @@ die() { printf 'images: error: %s\n' "$*" >&2; exit 1; }
 # Cache key of a product: hash of its input files plus extra strings
 # (package versions). A product is rebuilt only when its key changes.
 cache_key() {
-  { for f in "$@"; do if [ -f "$f" ]; then sha256sum "$f"; else printf '%s\n' "$f"; fi; done; } \
+  { for f in "$@"; do if [ -f "$f" ]; then sha256sum < "$f"; else printf '%s\n' "$f"; fi; done; } \
     | sha256sum | cut -c1-16
 }
 pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || die "package $1 is not installed (run scripts/setup)"; }

@@ -60,13 +60,10 @@ Errc open_error(const std::string& top) {
   return c.error().code;
 }
 
-// Exit code of the cairn CLI, or `expected` when the CLI is not built here
-// (the unit tests build without the VMM; CI builds both).
-int cli(const std::string& args, int expected) {
-  if (::access(CAIRN_CLI, X_OK) != 0) {
-    WARN("cairn CLI not built; skipping `cairn " << args << "`");
-    return expected;
-  }
+// Exit code of the cairn CLI (built with the tests: `cmake --build` builds every target).
+int cli(const std::string& args) {
+  INFO("the cairn CLI must be built: " << CAIRN_CLI);
+  REQUIRE(::access(CAIRN_CLI, X_OK) == 0);
   int rc = std::system((std::string(CAIRN_CLI) + " " + args + " >/dev/null 2>&1").c_str());
   return WEXITSTATUS(rc);
 }
@@ -116,7 +113,7 @@ TEST_CASE("a flipped bit in the table is caught by its checksum") {
   REQUIRE_FALSE(r);
   CHECK(r.error().message.find("BAT checksum") != std::string::npos);
   spit(p, img);
-  CHECK(cli("disk check " + p, 8) == 8);
+  CHECK(cli("disk check " + p) == 8);
 }
 
 TEST_CASE("table entries pointing outside the file are refused even with a good checksum") {
@@ -170,7 +167,7 @@ TEST_CASE("a replaced, modified or missing parent is refused") {
     REQUIRE((*c)->write(0, d));
     c->reset();
     CHECK(open_error(dir / "child") == Errc::corrupt);
-    CHECK(cli("disk check " + dir / "child", 8) == 8);
+    CHECK(cli("disk check " + dir / "child") == 8);
   }
   SECTION("replaced by another layer at the same path") {
     std::filesystem::rename(base, dir / "old");
