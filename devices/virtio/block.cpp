@@ -107,6 +107,16 @@ bool VirtioBlock::broken() const {
   return broken_;
 }
 
+Result<void> VirtioBlock::replace_backend(std::shared_ptr<BlockBackend> backend) {
+  std::lock_guard lock(mu_);
+  if (backend->size() != backend_->size() || backend->read_only() != backend_->read_only())
+    return fail(Errc::invalid_argument, "the new disk backend ({} bytes{}) differs from the old ({} bytes{})",
+                backend->size(), backend->read_only() ? ", read-only" : "", backend_->size(),
+                backend_->read_only() ? ", read-only" : "");
+  backend_ = std::move(backend);
+  return {};
+}
+
 void VirtioBlock::notify(uint16_t index) {
   std::lock_guard lock(mu_);
   if (index != 0 || !queue_ || broken_) return;

@@ -55,6 +55,11 @@ class VirtioBlock : public VirtioDevice {
   // until the driver resets the device.
   bool broken() const;
 
+  // Puts another backend of the same size and mode behind the device (a
+  // checkpoint moving the VM onto a new disk layer). Requests in progress
+  // finish on the old one first.
+  Result<void> replace_backend(std::shared_ptr<BlockBackend> backend);
+
  private:
   struct Outcome {
     uint8_t status;

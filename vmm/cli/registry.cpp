@@ -11,6 +11,8 @@ void register_all_commands(CLI::App& app, CliContext& ctx) {
   register_disk_commands(app, ctx);
   register_agent_commands(app, ctx);
   register_vm_commands(app, ctx);
+  register_job_commands(app, ctx);
+  register_checkpoint_commands(app, ctx);
 }
 
 }  // namespace cairn

@@ -38,7 +38,7 @@ void add_vm_lifecycle_handlers(ControlDispatcher& d, VmControlContext& vm) {
 std::shared_ptr<ControlDispatcher> build_vm_dispatcher(VmControlContext& vm) {
   auto d = std::make_shared<ControlDispatcher>();
   add_vm_lifecycle_handlers(*d, vm);
-  // Further command groups: one line each, e.g. add_checkpoint_handlers(*d, vm);
+  add_checkpoint_handlers(*d, vm);
   return d;
 }
 

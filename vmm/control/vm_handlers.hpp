@@ -22,6 +22,9 @@ struct VmControlContext {
 // status, pause, resume, stop.
 void add_vm_lifecycle_handlers(ControlDispatcher& d, VmControlContext& vm);
 
+// checkpoint-save, disk-absorb-parent, disks (checkpoint_handlers.cpp).
+void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm);
+
 // Every command of a running VM. Other areas add theirs here, one line each
 // (see dispatcher.hpp). `vm` must outlive the returned table.
 std::shared_ptr<ControlDispatcher> build_vm_dispatcher(VmControlContext& vm);

@@ -11,6 +11,11 @@
 
 namespace cairn {
 
+// The saved state of a VM: config.json's "saved_state": {"checkpoint": ID,
+// "dir": PATH} names the checkpoint folder the next start resumes from.
+std::string saved_state_dir(const VmRecord& rec);  // "" when off
+Result<void> clear_saved_state(const std::string& config_path);
+
 struct VmHostOptions {
   std::string console;  // overrides the stored console ("file:PATH"); empty: keep it
 };

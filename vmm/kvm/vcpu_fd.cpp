@@ -156,4 +156,34 @@ Result<void> VcpuFd::init_defaults() {
   return set_msrs(msrs);
 }
 
+std::string VcpuFd::describe() const {
+  std::string out;
+  if (auto r = get_regs()) {
+    out += fmt::format("RIP={:#018x} RSP={:#018x} RBP={:#018x} RFLAGS={:#x}\n", r->rip, r->rsp, r->rbp, r->rflags);
+    out += fmt::format("RAX={:#x} RBX={:#x} RCX={:#x} RDX={:#x} RSI={:#x} RDI={:#x}\n", r->rax, r->rbx, r->rcx,
+                       r->rdx, r->rsi, r->rdi);
+  }
+  if (auto s = get_sregs()) {
+    out += fmt::format("CR0={:#x} CR2={:#x} CR3={:#x} CR4={:#x} CR8={:#x} EFER={:#x} APIC_BASE={:#x}\n", s->cr0,
+                       s->cr2, s->cr3, s->cr4, s->cr8, s->efer, s->apic_base);
+    out += fmt::format("CS={:#x} (base {:#x} l={} db={} dpl={}) SS={:#x} DS={:#x} ES={:#x} FS base={:#x} GS base={:#x}\n",
+                       s->cs.selector, s->cs.base, s->cs.l, s->cs.db, s->cs.dpl, s->ss.selector, s->ds.selector,
+                       s->es.selector, s->fs.base, s->gs.base);
+    out += fmt::format("GDT={:#x}/{:#x} IDT={:#x}/{:#x} TR={:#x} (base {:#x} limit {:#x}) LDT={:#x}\n", s->gdt.base,
+                       s->gdt.limit, s->idt.base, s->idt.limit, s->tr.selector, s->tr.base, s->tr.limit,
+                       s->ldt.selector);
+  }
+  if (auto e = get_vcpu_events()) {
+    out += fmt::format(
+        "events: exception injected={} pending={} nr={} error_code={}({:#x}) | interrupt injected={} nr={} soft={} "
+        "shadow={} | nmi injected={} pending={} masked={} | sipi_vector={} flags={:#x}\n",
+        e->exception.injected, e->exception.pending, e->exception.nr, e->exception.has_error_code,
+        e->exception.error_code, e->interrupt.injected, e->interrupt.nr, e->interrupt.soft, e->interrupt.shadow,
+        e->nmi.injected, e->nmi.pending, e->nmi.masked, e->sipi_vector, e->flags);
+  }
+  if (auto m = get_mp_state()) out += fmt::format("mp_state={}\n", m->mp_state);
+  if (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
 }  // namespace cairn

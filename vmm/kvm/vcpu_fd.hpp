@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "vmm/base/error.hpp"
@@ -56,6 +57,14 @@ class VcpuFd {
   // The boot-time architectural state Linux expects beyond what the boot
   // protocol sets: FPU control words, LAPIC LINT0=ExtINT / LINT1=NMI, and MSRs.
   Result<void> init_defaults();
+
+  // A one-paragraph register dump for error reports (a triple fault, a failed
+  // entry): RIP/RSP/RFLAGS, control registers, EFER, descriptor tables,
+  // segment selectors, pending events and MP state. Fields KVM refuses to
+  // report are left out. On AMD, KVM resets the vCPU when it intercepts a
+  // shutdown, so after a hardware triple fault the dump shows the reset state
+  // (RIP 0xfff0) rather than the faulting context.
+  std::string describe() const;
 
  private:
   UniqueFd fd_;

@@ -95,7 +95,8 @@ Result<void> Machine::setup_devices(const snap::DeviceStates* saved) {
     auto backend = open_disk(d);
     if (!backend) return std::unexpected(backend.error());
     disks_.push_back(std::move(*backend));
-    virtio_devices_.push_back(std::make_shared<VirtioBlock>(disks_.back()));
+    blocks_.push_back(std::make_shared<VirtioBlock>(disks_.back()));
+    virtio_devices_.push_back(blocks_.back());
   }
   if (cfg_.vsock) {
     VsockConfig vc;
@@ -277,6 +278,7 @@ void Machine::vcpu_loop(unsigned index) {
       case KVM_EXIT_IO: handle_pio(v); break;
       case KVM_EXIT_MMIO: handle_mmio(v); break;
       case KVM_EXIT_SHUTDOWN:
+        fmt::print(stderr, "cairn: vCPU {} shut down (triple fault); its registers:\n{}\n", index, v.describe());
         request_stop({MachineExit::Kind::crash, 0,
                       fmt::format("vCPU {} shut down (triple fault)", index)});
         break;

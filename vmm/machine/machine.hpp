@@ -27,6 +27,7 @@ class Serial8250;
 class I8042;
 class BlockBackend;
 class MmioTransport;
+class VirtioBlock;
 class VirtioDevice;
 class InterruptLine;
 
@@ -42,6 +43,19 @@ struct DeviceStates;
 struct MachineState;
 }  // namespace snap
 
+// One writable disk's share of a checkpoint (vmm/machine/machine_disks.cpp):
+// its current top layer is frozen and the VM goes on in a new child layer.
+struct DiskFreeze {
+  size_t slot = 0;          // index in MachineConfig::disks
+  std::string new_top;      // the new running layer to create (must not exist)
+  std::string import_path;  // a raw disk is first copied here as a cairn base layer
+};
+struct FrozenDisk {
+  size_t slot = 0;
+  std::string frozen;   // the layer that now belongs to the checkpoint
+  std::string new_top;  // the layer the VM writes from now on
+};
+
 // What a standard checkpoint cost (vmm/machine/machine_snapshot.cpp).
 struct CheckpointStats {
   uint64_t guest_memory_bytes = 0;
@@ -51,6 +65,7 @@ struct CheckpointStats {
   uint64_t zero_pages = 0;
   double paused_ms = 0;            // how long the guest was stopped
   double total_ms = 0;
+  std::vector<FrozenDisk> frozen;  // the disks frozen in the same pause
 };
 
 class Machine {
@@ -77,7 +92,15 @@ class Machine {
   // Standard checkpoint (format: docs/checkpoint-format.md): pauses the
   // guest, saves vCPU, VM, device state and RAM into the new folder `dir`
   // (it appears complete or not at all), then resumes a running guest.
-  Result<CheckpointStats> save_checkpoint(const std::string& dir);
+  // `freeze`: disks re-layered in the same pause (see freeze_disks).
+  Result<CheckpointStats> save_checkpoint(const std::string& dir, const std::vector<DiskFreeze>& freeze = {});
+  // Freezes disks without saving memory (production checkpoints, disks-only
+  // checkpoints): pauses unless paused, flushes, re-layers, resumes.
+  Result<std::vector<FrozenDisk>> freeze_disks(const std::vector<DiskFreeze>& plan);
+  // Merges the parent layer of disk `slot`'s top into the top (the parent
+  // must be `parent`: a checkpoint was removed and nothing else needs it),
+  // with the guest paused meanwhile. The parent file is left for the caller.
+  Result<void> absorb_disk_parent(size_t slot, const std::string& parent);
   // A machine in the state saved in `dir`, ready for run() to continue the
   // guest. `cfg` must describe the same machine (memory, vCPUs, devices).
   static Result<std::unique_ptr<Machine>> restore(const std::string& dir, const MachineConfig& cfg);
@@ -91,6 +114,9 @@ class Machine {
   // `boot`: load the kernel and set the boot registers (not when restoring).
   Result<void> setup_vcpus(bool boot = true);
   Result<snap::MachineState> capture_state();
+  // freeze_disks with the vCPUs already paused and device I/O drained.
+  Result<std::vector<FrozenDisk>> freeze_disks_paused(const std::vector<DiskFreeze>& plan);
+  Result<void> replace_disk(size_t slot, std::shared_ptr<BlockBackend> backend);
   void vcpu_loop(unsigned index);
   void handle_pio(VcpuFd& v);
   void handle_mmio(VcpuFd& v);
@@ -112,6 +138,7 @@ class Machine {
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<I8042> i8042_;
   std::vector<std::shared_ptr<BlockBackend>> disks_;
+  std::vector<std::shared_ptr<VirtioBlock>> blocks_;  // disks_[i]'s device
   std::vector<std::shared_ptr<InterruptLine>> irq_lines_;
   std::vector<std::shared_ptr<VirtioDevice>> virtio_devices_;
   std::vector<std::shared_ptr<MmioTransport>> transports_;

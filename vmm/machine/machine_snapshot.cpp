@@ -141,7 +141,7 @@ Result<snap::MachineState> Machine::capture_state() {
   return st;
 }
 
-Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg) {
+Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, const std::vector<DiskFreeze>& freeze) {
   std::lock_guard one_at_a_time(checkpoint_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   CheckpointStats stats;
@@ -186,6 +186,12 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg) {
   auto regions = ram_regions(memory_);
   auto mstats = snap::write_memory_image(mem_fd->get(), regions);
   if (!mstats) return std::unexpected(std::move(mstats.error()).context("saving guest memory"));
+  // The disks as they are now belong to the checkpoint; the guest goes on in new layers.
+  if (!freeze.empty()) {
+    auto frozen = freeze_disks_paused(freeze);
+    if (!frozen) return std::unexpected(std::move(frozen.error()).context("freezing the disks"));
+    stats.frozen = std::move(*frozen);
+  }
   // Guest memory is on disk (in the page cache): the guest may go on.
   for (auto* v : paused_vsock) v->resume();
   paused_vsock.clear();

@@ -1,0 +1,107 @@
+// The control commands that checkpoints use on a running VM (protocol.hpp):
+//   checkpoint-save     {"dir": PATH | null, "freeze": [{"slot": N, "new_top": PATH, "import_path": PATH}]}
+//     dir: save vCPU, device state and RAM into the new folder PATH; null:
+//     disks only. Every listed disk is frozen in the same pause and the VM
+//     goes on in its new top layer; config.json is updated to match.
+//     -> {"memory": bool, "guest_memory_bytes", "memory_file_bytes",
+//         "state_file_bytes", "paused_ms", "total_ms",
+//         "frozen": [{"slot", "frozen", "new_top"}]}
+//   disk-absorb-parent  {"slot": N, "parent": PATH}
+//     merges PATH (the parent of disk N's top layer) into the top layer.
+//   disks               -> {"disks": [{"path", "read_only"}]}  the layers in use
+#include <chrono>
+
+#include "vmm/control/vm_handlers.hpp"
+
+namespace cairn {
+
+using nlohmann::json;
+
+namespace {
+Result<std::vector<DiskFreeze>> parse_freeze(const json& args) {
+  std::vector<DiskFreeze> plan;
+  auto it = args.find("freeze");
+  if (it == args.end()) return plan;
+  if (!it->is_array()) return fail(Errc::invalid_argument, "'freeze' must be an array");
+  for (auto& f : *it) {
+    if (!f.is_object() || !f.contains("slot") || !f["slot"].is_number_unsigned() || !f.contains("new_top") ||
+        !f["new_top"].is_string())
+      return fail(Errc::invalid_argument, "each 'freeze' entry needs 'slot' and 'new_top'");
+    DiskFreeze d;
+    d.slot = f["slot"].get<size_t>();
+    d.new_top = f["new_top"].get<std::string>();
+    if (f.contains("import_path") && f["import_path"].is_string()) d.import_path = f["import_path"].get<std::string>();
+    plan.push_back(std::move(d));
+  }
+  return plan;
+}
+
+// The stored config follows the disks the VMM now writes, so that the next
+// start opens the new top layers and never a frozen one. Other keys of the
+// file (settings changed while the VM runs) are kept as they are on disk.
+Result<void> store_disk_paths(VmControlContext& vm) {
+  auto rec = load_vm_record(vm.paths.config);
+  if (!rec) return std::unexpected(rec.error());
+  const auto& now = vm.machine.config().disks;
+  if (rec->machine.disks.size() != now.size())
+    return fail(Errc::invalid_state, "{} lists {} disks, the running VM has {}", vm.paths.config,
+                rec->machine.disks.size(), now.size());
+  for (size_t i = 0; i < now.size(); ++i) rec->machine.disks[i].path = now[i].path;
+  vm.record.machine.disks = now;
+  return save_vm_record(vm.paths.config, *rec);
+}
+
+json frozen_json(const std::vector<FrozenDisk>& frozen) {
+  json a = json::array();
+  for (auto& f : frozen) a.push_back({{"slot", f.slot}, {"frozen", f.frozen}, {"new_top", f.new_top}});
+  return a;
+}
+}  // namespace
+
+void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm) {
+  d.add("checkpoint-save", [&vm](const json& args) -> Result<json> {
+    auto plan = parse_freeze(args);
+    if (!plan) return std::unexpected(plan.error());
+    auto dir = args.find("dir");
+    const bool memory = dir != args.end() && dir->is_string();
+    json out;
+    if (memory) {
+      auto s = vm.machine.save_checkpoint(dir->get<std::string>(), *plan);
+      auto stored = store_disk_paths(vm);
+      if (!s) return std::unexpected(s.error());
+      if (!stored) return std::unexpected(stored.error());
+      out = {{"memory", true},
+             {"guest_memory_bytes", s->guest_memory_bytes},
+             {"memory_file_bytes", s->memory_file_bytes},
+             {"state_file_bytes", s->state_file_bytes},
+             {"paused_ms", s->paused_ms},
+             {"total_ms", s->total_ms},
+             {"frozen", frozen_json(s->frozen)}};
+    } else {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto f = vm.machine.freeze_disks(*plan);
+      auto stored = store_disk_paths(vm);
+      if (!f) return std::unexpected(f.error());
+      if (!stored) return std::unexpected(stored.error());
+      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      out = {{"memory", false}, {"paused_ms", ms}, {"total_ms", ms}, {"frozen", frozen_json(*f)}};
+    }
+    return out;
+  });
+  d.add("disk-absorb-parent", [&vm](const json& args) -> Result<json> {
+    auto slot = args.find("slot");
+    auto parent = args.find("parent");
+    if (slot == args.end() || !slot->is_number_unsigned() || parent == args.end() || !parent->is_string())
+      return fail(Errc::invalid_argument, "disk-absorb-parent needs 'slot' and 'parent'");
+    if (auto r = vm.machine.absorb_disk_parent(slot->get<size_t>(), parent->get<std::string>()); !r)
+      return std::unexpected(r.error());
+    return json::object();
+  });
+  d.add("disks", [&vm](const json&) -> Result<json> {
+    json a = json::array();
+    for (auto& disk : vm.machine.config().disks) a.push_back({{"path", disk.path}, {"read_only", disk.read_only}});
+    return json{{"disks", a}};
+  });
+}
+
+}  // namespace cairn
