@@ -66,3 +66,27 @@ Result<void> convert_cairn_to_raw(const std::string& top, const std::string& dst
 }
 
 }  // namespace cairn::disk
+
+namespace cairn::disk {
+
+Result<void> flatten_chain(const std::string& top, const std::string& dst, const ProgressFn& progress) {
+  CAIRN_TRY_CTX(src, open_chain(top, false), top);
+  if (::access(dst.c_str(), F_OK) == 0) return fail(Errc::invalid_argument, "{} already exists", dst);
+  const uint64_t bs = src->block_size();
+  uint32_t shift = 0;
+  while ((uint64_t{1} << shift) < bs) ++shift;
+  if (auto r = create_base(dst, src->size(), shift); !r) return r;
+  CAIRN_TRY_CTX(out, open_chain(dst, true), dst);
+  std::vector<uint8_t> buf(bs);
+  for (uint64_t off = 0; off < src->size(); off += bs) {
+    auto piece = std::span(buf).first(size_t(std::min<uint64_t>(bs, src->size() - off)));
+    if (auto r = src->read(off, piece); !r) return r;
+    if (!all_zero(piece))
+      if (auto r = out->write(off, piece); !r) return r;
+    if (progress && (off / bs) % 64 == 0) progress(off, src->size());
+  }
+  if (progress) progress(src->size(), src->size());
+  return out->flush();
+}
+
+}  // namespace cairn::disk

@@ -12,5 +12,8 @@ Result<void> convert_raw_to_cairn(const std::string& raw, const std::string& dst
                                   uint32_t block_shift = kDefaultBlockShift, const ProgressFn& progress = {});
 // A raw (sparse) file at dst with what the chain at top reads.
 Result<void> convert_cairn_to_raw(const std::string& top, const std::string& dst, const ProgressFn& progress = {});
+// A new base layer at dst with what the chain at top reads (same block
+// size; all-zero blocks stay unallocated): a self-contained copy of a disk.
+Result<void> flatten_chain(const std::string& top, const std::string& dst, const ProgressFn& progress = {});
 
 }  // namespace cairn::disk

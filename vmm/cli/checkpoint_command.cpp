@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "vmm/checkpoint/checkpoint_ops.hpp"
+#include "vmm/cli/checkpoint_cli.hpp"
 #include "vmm/cli/commands.hpp"
 #include "vmm/cli/exit_codes.hpp"
 #include "vmm/jobs/run_as_job.hpp"
@@ -229,6 +230,8 @@ void register_checkpoint_commands(CLI::App& app, CliContext& ctx) {
   add_apply(*group, ctx);
   add_rename(*group, ctx);
   add_remove(*group, ctx);
+  add_checkpoint_export(*group, ctx);
+  add_vm_checkpoint_commands(*app.get_subcommand("vm"), ctx);  // registered before this group
 }
 
 }  // namespace cairn

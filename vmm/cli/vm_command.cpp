@@ -17,6 +17,7 @@
 #include "vmm/cli/machine_options.hpp"
 #include "vmm/cli/vm_cli.hpp"
 #include "vmm/control/client.hpp"
+#include "vmm/control/vm_host.hpp"
 #include "vmm/control/vm_state.hpp"
 #include "vmm/vmstore/uuid.hpp"
 #include "vmm/vmstore/vm_lock.hpp"
@@ -161,8 +162,15 @@ int vm_stop(const std::string& name, bool force) {
   return kExitOk;
 }
 
+// Hyper-V's states: an off VM with a saved state (an applied standard
+// checkpoint) is "saved": its next start resumes it.
+std::string display_state(const VmRecord& rec, const VmState& st) {
+  if (st.state == VmRunState::off && !saved_state_dir(rec).empty()) return "saved";
+  return std::string(to_string(st.state));
+}
+
 json vm_json(const VmRecord& rec, const VmPaths& p, const VmState& st) {
-  json j = {{"name", rec.name}, {"id", rec.id}, {"created", rec.created}, {"state", to_string(st.state)},
+  json j = {{"name", rec.name}, {"id", rec.id}, {"created", rec.created}, {"state", display_state(rec, st)},
             {"config", machine_config_to_json(rec.machine)}, {"path", p.dir}};
   if (st.state != VmRunState::off) {
     j["pid"] = st.pid;
@@ -186,7 +194,7 @@ int vm_list(bool as_json) {
       continue;
     }
     all.push_back(vm_json(vm->rec, vm->paths, vm->state));
-    rows.push_back({n, std::string(to_string(vm->state.state)), std::to_string(vm->rec.machine.cpus),
+    rows.push_back({n, display_state(vm->rec, vm->state), std::to_string(vm->rec.machine.cpus),
                     human_size(vm->rec.machine.memory)});
   }
   if (as_json) {
@@ -210,7 +218,7 @@ int vm_show(const std::string& name, bool as_json) {
   }
   const MachineConfig& m = vm->rec.machine;
   fmt::print("name:     {}\nid:       {}\ncreated:  {}\nstate:    {}\n", name, vm->rec.id, vm->rec.created,
-             to_string(vm->state.state));
+             display_state(vm->rec, vm->state));
   if (vm->state.state != VmRunState::off) {
     fmt::print("pid:      {}\n", vm->state.pid);
     if (vm->state.answered) fmt::print("uptime:   {} s\n", vm->state.status.value("uptime_ms", 0) / 1000);

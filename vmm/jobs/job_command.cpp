@@ -3,6 +3,8 @@
 // runs a fake operation, for tests.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <thread>
 
@@ -122,6 +124,14 @@ int job_list(bool as_json) {
   return kExitOk;
 }
 
+// CLI11's NonNegativeNumber prints the whole range of a double when it fails.
+std::string seconds_check(std::string& s) {
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  bool ok = end != s.c_str() && *end == '\0' && v >= 0 && std::isfinite(v);
+  return ok ? std::string() : fmt::format("'{}' is not a number of seconds (0 or more)", s);
+}
+
 struct DemoOptions {
   int steps = 20;
   int step_ms = 20;
@@ -171,7 +181,7 @@ void register_job_commands(CLI::App& app, CliContext& ctx) {
   auto timeout = std::make_shared<double>(-1);
   wait->add_option("id", *ref, id_help)->required();
   wait->add_option("--timeout", *timeout, "give up after SECONDS (default: wait as long as it runs)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Validator(seconds_check, "SECONDS"));
   wait->add_flag("--json", *as_json, "JSON output");
   on_run(wait, ctx, [ref, timeout, as_json] { return job_wait(*ref, *timeout, *as_json); });
 
