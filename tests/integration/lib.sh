@@ -13,3 +13,26 @@ pass() { echo "PASS: $*"; }
 expect_in() { grep -qE "$2" "$1" || { echo "--- $1:"; tail -40 "$1"; fail "$3"; }; }
 # The command a guest should run, as cairn's default init expects it (base64 of a shell command).
 guest_cmd() { printf '%s' "$1" | base64 -w0; }
+
+# run EXPECTED_RC CMD...: runs CMD, keeps its output in $out/last.{out,err}
+# ($out: the test's output folder).
+run() {
+  local want=$1; shift
+  set +e
+  "$@" </dev/null >"$out/last.out" 2>"$out/last.err"
+  local rc=$?
+  set -e
+  if [ "$rc" != "$want" ]; then
+    echo "--- stdout:"; cat "$out/last.out"; echo "--- stderr:"; cat "$out/last.err"
+    fail "'$*' exited with $rc, expected $want"
+  fi
+}
+# wait_for SECONDS WHAT CMD...: retries CMD until it succeeds.
+wait_for() {
+  local secs=$1 what=$2; shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || fail "timed out after ${secs}s waiting for: $what"
+    sleep 0.5
+  done
+}

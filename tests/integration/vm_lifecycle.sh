@@ -23,27 +23,6 @@ finish() {
 }
 trap finish EXIT
 
-# run EXPECTED_RC CMD...: runs CMD, keeps its output in $out/last.{out,err}.
-run() {
-  local want=$1; shift
-  set +e
-  "$@" </dev/null >"$out/last.out" 2>"$out/last.err"
-  local rc=$?
-  set -e
-  if [ "$rc" != "$want" ]; then
-    echo "--- stdout:"; cat "$out/last.out"; echo "--- stderr:"; cat "$out/last.err"
-    fail "'$*' exited with $rc, expected $want"
-  fi
-}
-# wait_for SECONDS WHAT CMD...: retries CMD until it succeeds.
-wait_for() {
-  local secs=$1 what=$2; shift 2
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $end ] || fail "timed out after ${secs}s waiting for: $what"
-    sleep 0.5
-  done
-}
 # Parsed from `vm show`'s text (python would cost seconds per call under the emulated test host).
 state_of() { "$CAIRN" vm show "$1" | sed -n 's/^state: *//p'; }
 state_is() { [ "$(state_of "$1")" = "$2" ]; }

@@ -61,15 +61,17 @@ Result<std::vector<FrozenDisk>> freeze_offline(VmSession& s, const std::vector<D
   for (auto& f : plan) {
     std::string top = s.record.machine.disks[f.slot].path;
     std::string frozen = top;
-    auto layered = disk::Layer::open(top, false);
-    if (!layered) {
+    // By its magic: a layer that cannot be opened now (another process
+    // writes it) is still a layer, never a raw disk to import.
+    auto layered = disk::peek_header(top);
+    if (!layered) return std::unexpected(layered.error());
+    if (!*layered) {
       p.stage(fmt::format("importing raw disk {}", top));
       auto r = disk::convert_raw_to_cairn(top, f.import_path, disk::kDefaultBlockShift,
                                           [&](uint64_t d, uint64_t t) { p.update(d, t); });
       if (!r) return std::unexpected(std::move(r.error()).context(fmt::format("importing raw disk {}", top)));
       frozen = f.import_path;
     }
-    layered = {};
     if (auto r = disk::create_child(frozen, f.new_top); !r) return std::unexpected(r.error());
     out.push_back({f.slot, frozen, f.new_top});
   }

@@ -26,11 +26,13 @@ std::string canon(const std::string& p) {
 }
 
 // The parent of a layer file as a canonical path; "" for a base; nullopt
-// when the file is not a readable cairn layer.
+// when the file is not a readable cairn layer. Only the header is read: a
+// layer another process writes (a running VMM's) cannot be opened, and
+// taking it for parentless would make its parent look unused.
 std::optional<std::string> parent_of(const std::string& path) {
-  auto l = disk::Layer::open(path, false);
-  if (!l) return std::nullopt;
-  const auto& h = (*l)->header();
+  auto hdr = disk::peek_header(path);
+  if (!hdr || !*hdr) return std::nullopt;
+  const auto& h = **hdr;
   if (!h.has_parent) return std::string{};
   return canon(disk::resolve_parent(path, h.parent.path));
 }
@@ -51,11 +53,7 @@ Result<std::vector<GcAction>> plan_collection(const VmSession& s, const tree::Tr
   std::set<std::string> needed;
   for (auto& c : t.checkpoints)
     for (auto& d : c.disks) needed.insert(canon(d));
-  std::map<std::string, size_t> running;  // layer -> disk slot
-  for (size_t i = 0; i < s.record.machine.disks.size(); ++i) {
-    needed.insert(canon(s.record.machine.disks[i].path));
-    running[canon(s.record.machine.disks[i].path)] = i;
-  }
+  for (auto& d : s.record.machine.disks) needed.insert(canon(d.path));
 
   // Every layer we know of and its parent.
   std::set<std::string> owned;
@@ -66,6 +64,17 @@ Result<std::vector<GcAction>> plan_collection(const VmSession& s, const tree::Tr
   for (auto& p : owned) parent[p] = parent_of(p);
   for (auto& p : needed)
     if (!parent.contains(p)) parent[p] = parent_of(p);
+
+  // The layers a running VMM holds open (every layer of each disk's chain),
+  // by disk slot: merges into them must go through the VMM.
+  std::map<std::string, size_t> in_use;
+  if (vm_running)
+    for (size_t i = 0; i < s.record.machine.disks.size(); ++i)
+      for (std::optional<std::string> l = canon(s.record.machine.disks[i].path); l && !l->empty();) {
+        if (!in_use.emplace(*l, i).second) break;
+        auto it = parent.find(*l);
+        l = it != parent.end() ? it->second : parent_of(*l);
+      }
 
   std::set<std::string> gone;
   for (bool changed = true; changed;) {
@@ -79,7 +88,7 @@ Result<std::vector<GcAction>> plan_collection(const VmSession& s, const tree::Tr
         plan.push_back({GcAction::Kind::delete_layer, x, {}});
       } else if (kids.size() == 1) {
         GcAction a{GcAction::Kind::merge_into_child, x, kids[0]};
-        if (auto r = running.find(kids[0]); r != running.end() && vm_running) {
+        if (auto r = in_use.find(kids[0]); r != in_use.end()) {
           a.live = true;
           a.slot = r->second;
         }
@@ -120,8 +129,8 @@ Result<std::vector<GcAction>> collect_garbage(VmSession& s, Progress& progress) 
         progress.stage(fmt::format("merging {} into {}", fs::path(a.path).filename().string(),
                                    fs::path(a.child).filename().string()));
         if (a.live) {
-          auto r = control_call(s.paths.control_socket, "disk-absorb-parent",
-                                nlohmann::json{{"slot", a.slot}, {"parent", a.path}}, 600000);
+          auto r = control_call(s.paths.control_socket, "disk-merge",
+                                nlohmann::json{{"slot", a.slot}, {"parent", a.path}, {"child", a.child}}, 600000);
           if (!r) return std::unexpected(std::move(r.error()).context(describe(a)));
         } else {
           auto r = disk::merge_into_child(a.path, a.child,

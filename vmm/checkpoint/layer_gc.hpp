@@ -7,8 +7,9 @@
 //   - deleted when no layer has it as parent;
 //   - merged into its child when it has exactly one (merge_into_child: the
 //     child absorbs the blocks it does not override and points to the
-//     grandparent; resumable), then deleted. When that child is the layer a
-//     running VM writes, the VMM does the merge (control "disk-absorb-parent");
+//     grandparent; resumable), then deleted. When that child is in a running
+//     VM's chain (the VMM holds those layers open), the VMM does the merge
+//     (control "disk-merge");
 //   - kept when two or more children share it (branches of the tree).
 // The files are the truth: a crash at any point leaves layers that the next
 // collection finds in one of these states again, so it completes the work.
@@ -27,7 +28,7 @@ struct GcAction {
   enum class Kind { delete_layer, merge_into_child, delete_folder } kind;
   std::string path;   // the layer or folder
   std::string child;  // merge_into_child: the child absorbing it
-  bool live = false;  // the child is the running VM's layer: the VMM merges
+  bool live = false;  // the child is in the running VM's chain: the VMM merges
   size_t slot = 0;    // live: the disk slot
 };
 

@@ -6,8 +6,8 @@
 //     -> {"memory": bool, "guest_memory_bytes", "memory_file_bytes",
 //         "state_file_bytes", "paused_ms", "total_ms",
 //         "frozen": [{"slot", "frozen", "new_top"}]}
-//   disk-absorb-parent  {"slot": N, "parent": PATH}
-//     merges PATH (the parent of disk N's top layer) into the top layer.
+//   disk-merge          {"slot": N, "parent": PATH, "child": PATH}
+//     merges layer PATH into its child, a layer of disk N's chain.
 //   disks               -> {"disks": [{"path", "read_only"}]}  the layers in use
 #include <chrono>
 
@@ -88,12 +88,16 @@ void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm) {
     }
     return out;
   });
-  d.add("disk-absorb-parent", [&vm](const json& args) -> Result<json> {
+  d.add("disk-merge", [&vm](const json& args) -> Result<json> {
     auto slot = args.find("slot");
     auto parent = args.find("parent");
-    if (slot == args.end() || !slot->is_number_unsigned() || parent == args.end() || !parent->is_string())
-      return fail(Errc::invalid_argument, "disk-absorb-parent needs 'slot' and 'parent'");
-    if (auto r = vm.machine.absorb_disk_parent(slot->get<size_t>(), parent->get<std::string>()); !r)
+    auto child = args.find("child");
+    if (slot == args.end() || !slot->is_number_unsigned() || parent == args.end() || !parent->is_string() ||
+        child == args.end() || !child->is_string())
+      return fail(Errc::invalid_argument, "disk-merge needs 'slot', 'parent' and 'child'");
+    if (auto r = vm.machine.merge_disk_layers(slot->get<size_t>(), parent->get<std::string>(),
+                                              child->get<std::string>());
+        !r)
       return std::unexpected(r.error());
     return json::object();
   });

@@ -24,7 +24,7 @@
 //   pause   -> {"state": "paused"}     idempotent
 //   resume  -> {"state": "running"}    idempotent
 //   stop    -> {}  the VM ends with the outcome "stopped"; the VMM exits 0
-//   checkpoint-save, disk-absorb-parent, disks: see checkpoint_handlers.cpp
+//   checkpoint-save, disk-merge, disks: see checkpoint_handlers.cpp
 #pragma once
 #include <string>
 #include <string_view>

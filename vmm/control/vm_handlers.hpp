@@ -22,7 +22,7 @@ struct VmControlContext {
 // status, pause, resume, stop.
 void add_vm_lifecycle_handlers(ControlDispatcher& d, VmControlContext& vm);
 
-// checkpoint-save, disk-absorb-parent, disks (checkpoint_handlers.cpp).
+// checkpoint-save, disk-merge, disks (checkpoint_handlers.cpp).
 void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm);
 
 // Every command of a running VM. Other areas add theirs here, one line each

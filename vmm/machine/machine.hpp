@@ -97,10 +97,11 @@ class Machine {
   // Freezes disks without saving memory (production checkpoints, disks-only
   // checkpoints): pauses unless paused, flushes, re-layers, resumes.
   Result<std::vector<FrozenDisk>> freeze_disks(const std::vector<DiskFreeze>& plan);
-  // Merges the parent layer of disk `slot`'s top into the top (the parent
-  // must be `parent`: a checkpoint was removed and nothing else needs it),
-  // with the guest paused meanwhile. The parent file is left for the caller.
-  Result<void> absorb_disk_parent(size_t slot, const std::string& parent);
+  // Merges layer `parent` into `child`, its child in disk `slot`'s chain (a
+  // checkpoint was removed and nothing else needs `parent`), with the guest
+  // paused meanwhile: the running VM holds every layer of its chain open.
+  // The parent file is left for the caller.
+  Result<void> merge_disk_layers(size_t slot, const std::string& parent, const std::string& child);
   // A machine in the state saved in `dir`, ready for run() to continue the
   // guest. `cfg` must describe the same machine (memory, vCPUs, devices).
   static Result<std::unique_ptr<Machine>> restore(const std::string& dir, const MachineConfig& cfg);
@@ -117,6 +118,9 @@ class Machine {
   // freeze_disks with the vCPUs already paused and device I/O drained.
   Result<std::vector<FrozenDisk>> freeze_disks_paused(const std::vector<DiskFreeze>& plan);
   Result<void> replace_disk(size_t slot, std::shared_ptr<BlockBackend> backend);
+  // Ends the disk's backend session (its files are closed); the VM must be
+  // paused until another backend replaces it.
+  void close_disk(size_t slot);
   void vcpu_loop(unsigned index);
   void handle_pio(VcpuFd& v);
   void handle_mmio(VcpuFd& v);

@@ -51,6 +51,12 @@ Result<void> Machine::replace_disk(size_t slot, std::shared_ptr<BlockBackend> ba
   return {};
 }
 
+void Machine::close_disk(size_t slot) {
+  auto placeholder = std::make_shared<ClosedDisk>(disks_[slot]->size());
+  (void)blocks_[slot]->replace_backend(placeholder);  // same size, writable: cannot fail
+  disks_[slot] = std::move(placeholder);
+}
+
 Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(const std::vector<DiskFreeze>& plan) {
   for (auto& f : plan) {
     if (f.slot >= disks_.size()) return fail(Errc::invalid_argument, "the VM has no disk {}", f.slot);
@@ -59,61 +65,51 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(const std::vector<D
                   cfg_.disks[f.slot].path);
     if (f.new_top.empty() || exists(f.new_top)) return fail(Errc::invalid_argument, "bad new layer '{}'", f.new_top);
   }
+  // Puts `path` back behind disk `slot` (read-write).
+  auto reopen = [this](size_t slot, const std::string& path) -> Result<void> {
+    auto b = open_disk(DiskConfig{path, false});
+    if (!b) return std::unexpected(b.error());
+    if (auto r = replace_disk(slot, std::move(*b)); !r) return r;
+    cfg_.disks[slot].path = path;
+    return {};
+  };
   std::vector<FrozenDisk> done;
-  // Undo what was switched already when a later disk fails, so that the VM
-  // and the caller's records keep agreeing.
-  auto roll_back = [&] {
+  // Undoes the disks switched already when a later one fails, so that the
+  // VM and the caller's records keep agreeing.
+  auto roll_back = [&](Error e) -> Result<std::vector<FrozenDisk>> {
     for (auto it = done.rbegin(); it != done.rend(); ++it) {
-      DiskConfig old{it->frozen, false};
-      disks_[it->slot].reset();
-      if (auto b = open_disk(old)) {
-        (void)replace_disk(it->slot, std::move(*b));
-        cfg_.disks[it->slot].path = it->frozen;
-      }
-      ::unlink(it->new_top.c_str());
+      close_disk(it->slot);
+      if (reopen(it->slot, it->frozen)) ::unlink(it->new_top.c_str());
     }
+    return std::unexpected(std::move(e));
   };
   for (auto& f : plan) {
     const std::string top = cfg_.disks[f.slot].path;
-    if (auto r = disks_[f.slot]->flush(); !r) {
-      roll_back();
-      return std::unexpected(std::move(r.error()).context(fmt::format("flushing disk {}", top)));
-    }
+    if (auto r = disks_[f.slot]->flush(); !r)
+      return roll_back(std::move(r.error()).context(fmt::format("flushing disk {}", top)));
+    const bool raw = !dynamic_cast<disk::DiskBackend*>(disks_[f.slot].get());
+    // The writable session on the old top ends first: its layer lock is
+    // released and the identity the child records is final.
+    close_disk(f.slot);
     std::string frozen = top;
-    if (!dynamic_cast<disk::DiskBackend*>(disks_[f.slot].get())) {
+    Result<void> made;
+    if (raw) {
       // A raw image cannot be a parent layer: the checkpoint keeps a cairn
       // copy of it and the raw file is not written again.
-      if (f.import_path.empty()) {
-        roll_back();
-        return fail(Errc::invalid_argument, "disk {} ({}) is raw and no import path was given", f.slot, top);
-      }
-      if (auto r = disk::convert_raw_to_cairn(top, f.import_path); !r) {
-        roll_back();
-        return std::unexpected(std::move(r.error()).context(fmt::format("importing raw disk {}", top)));
-      }
+      made = f.import_path.empty()
+                 ? fail(Errc::invalid_argument, "disk {} ({}) is raw and no import path was given", f.slot, top)
+                 : disk::convert_raw_to_cairn(top, f.import_path);
       frozen = f.import_path;
     }
-    // The writable session on the old top ends before the child records the
-    // top's identity, so that the identity is final.
-    std::shared_ptr<BlockBackend> old = disks_[f.slot];
-    auto child = disk::create_child(frozen, f.new_top);
-    if (!child) {
-      roll_back();
-      return std::unexpected(std::move(child.error()).context(fmt::format("disk {}", f.slot)));
-    }
-    auto next = open_disk(DiskConfig{f.new_top, false});
-    if (!next) {
+    if (made) made = disk::create_child(frozen, f.new_top);
+    if (made) made = reopen(f.slot, f.new_top);
+    if (!made) {
       ::unlink(f.new_top.c_str());
-      roll_back();
-      return std::unexpected(next.error());
+      if (raw) ::unlink(f.import_path.c_str());
+      if (auto r = reopen(f.slot, top); !r)
+        return roll_back(std::move(r.error()).context(fmt::format("reopening disk {} after: {}", top, made.error().message)));
+      return roll_back(std::move(made.error()).context(fmt::format("freezing disk {}", top)));
     }
-    if (auto r = replace_disk(f.slot, std::move(*next)); !r) {
-      ::unlink(f.new_top.c_str());
-      roll_back();
-      return std::unexpected(r.error());
-    }
-    old.reset();  // closes the frozen layer's writable session
-    cfg_.disks[f.slot].path = f.new_top;
     done.push_back({f.slot, frozen, f.new_top});
   }
   return done;
@@ -139,15 +135,19 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks(const std::vector<DiskFree
   return r;
 }
 
-Result<void> Machine::absorb_disk_parent(size_t slot, const std::string& parent) {
+Result<void> Machine::merge_disk_layers(size_t slot, const std::string& parent, const std::string& child) {
   std::lock_guard one_at_a_time(checkpoint_mu_);
   if (slot >= disks_.size()) return fail(Errc::invalid_argument, "the VM has no disk {}", slot);
   auto* layered = dynamic_cast<disk::DiskBackend*>(disks_[slot].get());
-  if (!layered) return fail(Errc::invalid_argument, "disk {} is a raw image: it has no parent layer", slot);
+  if (!layered) return fail(Errc::invalid_argument, "disk {} is a raw image: it has no layers", slot);
   const auto& layers = layered->chain().layers();
   std::error_code ec;
-  if (layers.size() < 2 || !std::filesystem::equivalent(layers[1]->path(), parent, ec))
-    return fail(Errc::invalid_state, "the parent layer of disk {} is not {}", slot, parent);
+  bool found = false;
+  for (size_t i = 0; i + 1 < layers.size() && !found; ++i)
+    found = std::filesystem::equivalent(layers[i]->path(), child, ec) &&
+            std::filesystem::equivalent(layers[i + 1]->path(), parent, ec);
+  if (!found)
+    return fail(Errc::invalid_state, "disk {} has no layer {} over {}", slot, child, parent);
   bool pause_here = false;
   {
     std::lock_guard lk(mu_);
@@ -157,17 +157,16 @@ Result<void> Machine::absorb_disk_parent(size_t slot, const std::string& parent)
   const std::string top = cfg_.disks[slot].path;
   auto result = [&]() -> Result<void> {
     if (auto r = disks_[slot]->flush(); !r) return r;
-    // The merge needs the top to itself: close our session, merge, reopen.
-    // If the merge fails half-way, reopening the top finishes or keeps it
-    // consistent (merge_into_child is resumable).
-    std::shared_ptr<BlockBackend> closed = std::move(disks_[slot]);
-    if (auto r = blocks_[slot]->replace_backend(std::make_shared<ClosedDisk>(closed->size())); !r) return r;
-    closed.reset();
-    auto merged = disk::merge_into_child(parent, top);
+    // The merge needs the layers to itself (our session locks them): close
+    // the chain, merge, reopen. A merge that fails half-way is finished or
+    // kept consistent by the next open (merge_into_child is resumable).
+    close_disk(slot);
+    auto merged = disk::merge_into_child(parent, child);
     auto reopened = open_disk(DiskConfig{top, false});
     if (!reopened) return std::unexpected(std::move(reopened.error()).context("reopening the disk after a merge"));
     if (auto r = replace_disk(slot, std::move(*reopened)); !r) return r;
-    if (!merged) return std::unexpected(std::move(merged.error()).context(fmt::format("merging {} into {}", parent, top)));
+    if (!merged)
+      return std::unexpected(std::move(merged.error()).context(fmt::format("merging {} into {}", parent, child)));
     return {};
   }();
   if (pause_here) resume();
