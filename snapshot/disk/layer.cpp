@@ -87,6 +87,24 @@ Result<std::unique_ptr<Layer>> Layer::open(const std::string& path, bool writabl
   return l;
 }
 
+Result<std::optional<Header>> peek_header(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail_errno("opening {}", path);
+  CAIRN_TRY_CTX(size, file_size(fd.get()), fmt::format("reading the size of {}", path));
+  std::vector<uint8_t> slots(2 * kHeaderSlotBytes);
+  const size_t n = std::min<uint64_t>(size, slots.size());
+  if (auto r = pread_full(fd.get(), 0, std::span(slots).first(n)); !r) return std::unexpected(r.error());
+  // Either slot may be torn, but a torn slot still starts with the magic.
+  constexpr char kMagic[8] = {'C', 'A', 'I', 'R', 'N', 'D', 'S', 'K'};
+  auto magic_at = [&](size_t off) { return n >= off + 8 && std::memcmp(slots.data() + off, kMagic, 8) == 0; };
+  if (!magic_at(0) && !magic_at(kHeaderSlotBytes)) return std::nullopt;
+  if (n < slots.size()) return fail(Errc::corrupt, "{} is {} bytes, shorter than its headers", path, size);
+  int slot = 0;
+  CAIRN_TRY_CTX(h, pick_header(std::span(slots).first(kHeaderSlotBytes), std::span(slots).subspan(kHeaderSlotBytes),
+                               &slot), fmt::format("reading the header of {}", path));
+  return h;
+}
+
 Result<void> Layer::load() {
   CAIRN_TRY_CTX(size, file_size(fd_.get()), "reading size");
   file_size_ = size;

@@ -82,4 +82,10 @@ class Layer {
   std::vector<uint64_t> pending_free_;  // released, reusable after commit()
 };
 
+// The current header of the layer file at `path`, read without locking the
+// file or loading its table, so it works while another process writes the
+// layer (Layer::open then refuses with Errc::busy). nullopt when the file
+// does not start like a cairn layer at all (a raw disk).
+Result<std::optional<Header>> peek_header(const std::string& path);
+
 }  // namespace cairn::disk

@@ -30,7 +30,7 @@ finish() {
   done
 }
 trap finish EXIT
-cycles=${CAIRN_APPLY_CYCLES:-6}
+cycles=${CAIRN_APPLY_CYCLES:-4}
 
 guest='mount -t ext4 /dev/vda /mnt || exit 9
 i=0
@@ -87,7 +87,7 @@ for i in $(seq 1 "$cycles"); do
   rss=$(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status)
   first=$(first_count a "$off")
   [ "$first" -ge "$before" ] && [ "$first" -le $((after + 2)) ] || fail "cycle $i resumed at count $first"
-  echo "cycle $i: count $first, VMM fds $fds, RSS $rss kB"
+  echo "cycle $i: count $first, VMM fds $fds, RSS $rss kB (at ${SECONDS}s)"
   if [ -z "$fds0" ]; then fds0=$fds; rss0=$rss; fi
   [ "$fds" -eq "$fds0" ] || fail "cycle $i: the VMM has $fds fds, the first restore had $fds0"
   [ "$rss" -le $(( rss0 * 5 / 4 + 4096 )) ] || fail "cycle $i: RSS $rss kB grew from $rss0 kB"

@@ -102,7 +102,9 @@ Result<VmSession> VmSession::open(const std::string& vm_name, int wait_ms) {
   CheckpointPaths cp;
   cp.tree_file = paths.dir + "/checkpoints.json";
   cp.lock_file = lock_file;
-  cp.root = settings->location.empty() ? paths.dir : settings->location;
+  // A location may be shared by VMs: each keeps its files in its own folder
+  // there, since the collection deletes layers its VM does not need.
+  cp.root = settings->location.empty() ? paths.dir : settings->location + "/" + rec->id;
   cp.checkpoints_dir = cp.root + "/checkpoints";
   cp.disks_dir = cp.root + "/disks";
   auto t = tree::load_tree(cp.tree_file);

@@ -3,7 +3,8 @@
 //   <state folder>/                       $CAIRN_HOME/vms/NAME (vm_store.hpp)
 //     checkpoints.json                    the tree (snapshot/tree/checkpoint_tree.hpp)
 //     checkpoints.lock                    held by the one command changing the tree
-//   <checkpoint location>/                the state folder unless `vm set --checkpoint-location`
+//   <checkpoint location>/                the state folder, or DIR/<VM ID> after
+//                                         `vm set --checkpoint-location DIR`
 //     checkpoints/<ID>/                   a standard checkpoint's state.bin and memory.img
 //                                         (docs/checkpoint-format.md); absent for disk-only ones
 //     disks/<UUID>.cdsk                   disk layers cairn made: frozen layers owned by

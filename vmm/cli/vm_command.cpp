@@ -250,7 +250,19 @@ int vm_remove(const std::string& name, bool yes) {
       return kExitFailed;
     }
   }
+  // Checkpoint files kept outside the VM's folder go with it.
+  std::string elsewhere;
+  if (auto rec = store->load(name)) {
+    auto it = rec->extra.find("checkpoints");
+    if (it != rec->extra.end() && it->is_object() && it->value("location", "") != "")
+      elsewhere = (*it)["location"].get<std::string>() + "/" + rec->id;
+  }
   if (auto r = store->remove(name); !r) return report_error(r.error());
+  if (!elsewhere.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(elsewhere, ec);
+    if (ec) fmt::print(stderr, "cairn: warning: could not delete {}: {}\n", elsewhere, ec.message());
+  }
   fmt::print("VM '{}' removed\n", name);
   return kExitOk;
 }
