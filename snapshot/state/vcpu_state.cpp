@@ -35,6 +35,11 @@ Result<VcpuState> capture_vcpu(const VcpuFd& v, std::span<const uint32_t> msrs, 
   // KVM_GET_MP_STATE first: it makes the LAPIC accept pending INIT/SIPI
   // events, which changes the state the other calls report.
   CAIRN_TRY_GET(s.mp_state, v.get_mp_state(), "saving MP state");
+  // Events before SREGS and debug registers: without
+  // KVM_CAP_EXCEPTION_PAYLOAD, KVM delivers a pending #PF's CR2 (or #DB's
+  // DR6) into the registers only when the events are read, so reading them
+  // later would save a stale CR2. Nothing read afterwards changes them.
+  CAIRN_TRY_GET(s.events, v.get_vcpu_events(), "saving pending events");
   CAIRN_TRY_GET(s.regs, v.get_regs(), "saving registers");
   CAIRN_TRY_GET(s.sregs, v.get_sregs(), "saving special registers");
   CAIRN_TRY_GET(s.xsave, v.get_xsave(xsave_size), "saving XSAVE state");
@@ -48,9 +53,6 @@ Result<VcpuState> capture_vcpu(const VcpuFd& v, std::span<const uint32_t> msrs, 
   if (!n) return std::unexpected(std::move(n.error()).context("saving MSRs"));
   if (*n != s.msrs.size())
     return fail(Errc::failed, "saving MSRs of vCPU {}: KVM refused MSR {:#x}", v.index(), s.msrs[*n].index);
-  // Events last: reading MSRs and the LAPIC does not change them, and they
-  // describe what is pending at this very instruction boundary.
-  CAIRN_TRY_GET(s.events, v.get_vcpu_events(), "saving pending events");
   return s;
 }
 
