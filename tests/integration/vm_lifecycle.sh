@@ -131,6 +131,17 @@ expect_in "$out/last.out" "was killed" "forced stop message"
 state_is ticker off || fail "state is not off after stop --force"
 pass "vm stop --force kills a VMM that does not answer"
 
+# --- SIGTERM to the VMM: a clean stop (socket removed, lock released, a message in the log)
+run 0 "$CAIRN" vm start ticker --detach
+wait_for 60 "ticker running again" state_is ticker running
+pid=$(vm_pid ticker)
+kill -TERM "$pid"
+wait_for 30 "the VMM ending after SIGTERM" gone "$pid"
+state_is ticker off || fail "state is not off after SIGTERM"
+[ -e "$CAIRN_HOME/vms/ticker/control.sock" ] && fail "SIGTERM left the control socket behind"
+expect_in "$CAIRN_HOME/vms/ticker/console.log" "stopped by signal" "SIGTERM stop message"
+pass "SIGTERM stops a VM cleanly"
+
 # --- foreground start: the guest command's exit status, like cairn run
 run 0 "$CAIRN" vm create fg --memory 64M -- 'echo fg-ran; exit 7'
 run 7 "$CAIRN" vm start fg

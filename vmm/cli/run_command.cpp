@@ -7,6 +7,7 @@
 #include "vmm/cli/run_checkpoint.hpp"
 #include "vmm/kvm/host_check.hpp"
 #include "vmm/machine/machine.hpp"
+#include "vmm/machine/stop_signals.hpp"
 
 namespace cairn {
 
@@ -18,7 +19,9 @@ int exit_status_for(const MachineExit& e) {
     case MachineExit::Kind::crash:
       fmt::print(stderr, "cairn: the guest crashed: {}\n", e.detail);
       return kExitGuestCrash;
-    case MachineExit::Kind::stopped: return kExitOk;
+    case MachineExit::Kind::stopped:
+      if (!e.detail.empty()) fmt::print(stderr, "cairn: {}\n", e.detail);
+      return kExitOk;
     case MachineExit::Kind::error: return report_error(Error{Errc::failed, e.detail});
   }
   return kExitFailed;
@@ -38,6 +41,8 @@ void register_run_commands(CLI::App& app, CliContext& ctx) {
     if (auto host = check_host_kvm(); !host) return report_error(host.error());
     auto m = ckpt->make_machine(*cfg);
     if (!m) return report_error(m.error());
+    auto signals = StopOnSignals::install(**m);
+    if (!signals) return report_error(signals.error());
     return exit_status_for(ckpt->run(**m));
   });
 }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "vmm/control/server.hpp"
+#include "vmm/machine/stop_signals.hpp"
 #include "vmm/control/vm_handlers.hpp"
 
 namespace cairn {
@@ -37,6 +38,8 @@ Result<MachineExit> run_vm_host(const VmRecord& rec, const VmPaths& paths, VmLoc
   VmControlContext ctx{**m, rec, paths};
   auto server = ControlServer::start(paths.control_socket, build_vm_dispatcher(ctx));
   if (!server) return std::unexpected(std::move(server.error()).context("the control socket"));
+  auto signals = StopOnSignals::install(**m);
+  if (!signals) return std::unexpected(signals.error());
   MachineExit e = (*m)->run();
   (*server)->stop();
   return e;
