@@ -13,7 +13,8 @@
 #     production-only fails and the guest keeps running;
 #  5. removing checkpoints while the VM runs merges their layers (one of them
 #     into the layer the VMM writes), and the guest's disk stays consistent;
-#  6. list --json has the published fields; bad names are refused.
+#  6. list --json has the published fields; bad names are refused;
+#  7. a standard checkpoint exported and imported as a new VM resumes there.
 source "$(dirname "$0")/lib.sh"
 [ -c /dev/kvm ] || fail "/dev/kvm is missing"
 pass() { echo "PASS: $* (at ${SECONDS}s)"; }
@@ -128,6 +129,18 @@ run 0 "$CAIRN" checkpoint create b fallback --json
 grep -q "fell back" "$out/last.out" || fail "the fallback is not recorded"
 run 0 "$CAIRN" vm stop b
 pass "without an agent: production-only fails (guest keeps running), production falls back to standard"
+
+# 7. Export c1 (standard: memory too) and import it as VM "c": saved, resumes at c1's count.
+run 0 "$CAIRN" checkpoint export a c1 --path "$work/export-c1"
+[ -f "$work/export-c1/state/memory.img" ] || fail "the export of a standard checkpoint has no memory image"
+run 0 "$CAIRN" vm import "$work/export-c1" --name c
+state_is c saved || fail "the imported VM is not saved"
+run 0 "$CAIRN" vm start c --detach
+wait_for 60 "the imported VM counting" counts_past c 0 1
+first=$(first_count c 0)
+[ "$first" -ge "$before" ] && [ "$first" -le $((after + 2)) ] || fail "the imported VM resumed at count $first"
+run 0 "$CAIRN" vm stop c
+pass "c1 exported and imported as a new VM resumes at count $first"
 
 # 5. Apply the production checkpoint: off, then boots from its disks.
 run 0 "$CAIRN" checkpoint apply a p1 --yes

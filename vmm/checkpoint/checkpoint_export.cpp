@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 
 #include "snapshot/disk/chain.hpp"
@@ -64,7 +66,21 @@ struct RemoveOnExit {
   }
 };
 
+// The name export_checkpoint gives its folder until it is complete
+// (TARGET.tmp-XXXXXX, mkdtemp): such a folder may hold every file and the
+// manifest of an export killed just before its rename, and must not import.
+bool is_temporary_export(const std::string& dir) {
+  fs::path p(dir);
+  if (!p.has_filename()) p = p.parent_path();  // "DIR/"
+  const std::string name = p.filename().string();
+  const size_t at = name.rfind(".tmp-");
+  return at != std::string::npos && at > 0 && name.size() == at + 5 + 6 &&
+         std::all_of(name.begin() + long(at + 5), name.end(), [](unsigned char ch) { return std::isalnum(ch); });
+}
+
 Result<json> read_manifest(const std::string& dir) {
+  if (is_temporary_export(dir))
+    return fail(Errc::corrupt, "{} is the temporary folder of an unfinished export, not a cairn export", dir);
   auto text = read_small_file((fs::path(dir) / kExportManifest).string(), 1 << 20);
   if (!text) return std::unexpected(text.error());
   json j = json::parse(*text, nullptr, false);
@@ -117,10 +133,13 @@ Result<void> export_checkpoint(VmSession& s, const std::string& which, const std
   for (size_t i = 0; i < c.disks.size(); ++i) {
     p.stage(fmt::format("exporting disk {} of checkpoint '{}'", disk_name(i), c.name));
     const std::string out = (t / "disks" / disk_name(i)).string();
-    auto layered = disk::Layer::open(c.disks[i], false);
-    Result<void> r = layered ? (layered = {}, disk::flatten_chain(c.disks[i], out, [&](uint64_t d, uint64_t n) { p.update(d, n); }))
-                             : disk::convert_raw_to_cairn(c.disks[i], out, disk::kDefaultBlockShift,
-                                                          [&](uint64_t d, uint64_t n) { p.update(d, n); });
+    // By its magic (as checkpoint_create does): a layer that does not open
+    // is an error, never a raw disk (a read-only disk may be one).
+    auto layered = disk::peek_header(c.disks[i]);
+    if (!layered) return std::unexpected(std::move(layered.error()).context(fmt::format("disk {}", c.disks[i])));
+    Result<void> r = *layered ? disk::flatten_chain(c.disks[i], out, [&](uint64_t d, uint64_t n) { p.update(d, n); })
+                              : disk::convert_raw_to_cairn(c.disks[i], out, disk::kDefaultBlockShift,
+                                                           [&](uint64_t d, uint64_t n) { p.update(d, n); });
     if (!r) return std::unexpected(std::move(r.error()).context(fmt::format("disk {}", c.disks[i])));
     m.disks[i].path = "disks/" + disk_name(i);
   }

@@ -223,10 +223,11 @@ void check_import_refused(TestVm& vm, const std::string& dir, std::optional<Errc
   CHECK_FALSE(fs::exists(vm.store().paths(name).dir));
 }
 
-// A - B - C, Now under C, then a branch B - D with Now under D.
+// A - B - C, then a branch B - D with Now under D.
 std::map<std::string, std::string> branched_tree(TestVm& vm) {
   std::map<std::string, std::string> id;
-  for (auto n : {"A", "B", "C"}) {
+  id["A"] = vm.create("A");  // first: a raw disk is imported by the first checkpoint
+  for (auto n : {"B", "C"}) {
     vm.write_round();
     id[n] = vm.create(n);
   }
@@ -434,6 +435,21 @@ TEST_CASE("checkpoint export: bad targets and bad export folders are refused", "
     REQUIRE_FALSE(r2);
     CHECK(snapshot_files(exports) == files);
   }
+  SECTION("a damaged checkpoint layer is not exported as a raw disk") {
+    const std::string layer = vm.tree().find(b)->disks[1];
+    const Bytes intact = read_file(layer);
+    auto h = must(disk::peek_header(layer), "header");
+    REQUIRE(h.has_value());
+    Bytes damaged = intact;
+    damaged.at(h->bat_offset[h->bat_active] + 5) ^= 0x11;
+    write_file(layer, damaged);
+    const auto files = snapshot_files(exports);
+    auto r = export_cp(vm, "B", exports + "/from-damaged");
+    write_file(layer, intact);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::corrupt);
+    CHECK(snapshot_files(exports) == files);
+  }
   SECTION("a manifest that is not a cairn export") {
     struct Case {
       const char* what;
@@ -554,7 +570,11 @@ TEST_CASE("checkpoint export: bad targets and bad export folders are refused", "
     // An export killed after writing its manifest, before the rename.
     const std::string d = copy_of(good, exports + "/good.tmp-Ab3xYz");
     check_import_refused(vm, d, Errc::corrupt, "imported");
-    must(import_as(good, "imported"), "importing the good export");
+    check_import_refused(vm, d + "/", Errc::corrupt, "imported");
+    check_import_refused(vm, d + "/.", Errc::corrupt, "imported");
+    // Only that name: a folder merely containing ".tmp-" imports.
+    must(import_as(copy_of(good, exports + "/good.tmp-old"), "imported"), "importing good.tmp-old");
+    check_imported(vm, "imported", "B", vm.model().at(b), boot);
   }
   vm.check_static();
 }
@@ -636,11 +656,12 @@ TEST_CASE("checkpoint export: an export killed at any point leaves no half-writt
   }
   std::mt19937_64 rng(99);
   const int kRuns = 8;
-  int complete = 0, partial = 0;
+  int complete = 0, partial = 0, with_manifest = 0;
   for (int k = 0; k <= kRuns; ++k) {
     const long step = full.count() / kRuns;
     const long jitter = step > 0 ? long(rng() % uint64_t(step)) : 0L;
-    std::chrono::microseconds delay(std::min<long>(full.count() * k / kRuns + jitter / 2, full.count()));
+    // Up to a little past the whole run's time, so that some runs complete.
+    std::chrono::microseconds delay(full.count() * k * 9 / (kRuns * 8) + jitter / 2);
     INFO("export killed after " << delay.count() << " us of " << full.count());
     const std::string dir = exports + fmt::format("/run{}", k);
     bool done = false;
@@ -659,7 +680,21 @@ TEST_CASE("checkpoint export: an export killed at any point leaves no half-writt
       ++partial;
       INFO("temporary folder " << t);
       check_import_refused(vm, t, std::nullopt, fmt::format("partial{}", k));
-      fs::remove_all(t);
+      // The manifest is written last: under another name, a temporary folder
+      // with a manifest is a complete export, one without does not import.
+      const std::string moved = dir + "-moved";
+      fs::rename(t, moved);
+      if (fs::exists(moved + "/" + kExportManifest)) {
+        ++with_manifest;
+        check_export_folder(moved, want, boot, false);
+        const std::string name = fmt::format("moved{}", k);
+        must(import_as(moved, name), "importing " + moved);
+        check_imported(vm, name, "B", want, boot);
+        must(vm.store().remove(name), "removing " + name);
+      } else {
+        check_import_refused(vm, moved, std::nullopt, fmt::format("moved{}", k));
+      }
+      fs::remove_all(moved);
     }
     if (done) CHECK(temp_folders_of(dir).empty());
     // The source's checkpoints read as before, whether or not the tree was rewritten.
@@ -669,5 +704,33 @@ TEST_CASE("checkpoint export: an export killed at any point leaves no half-writt
   CHECK(vm_names(vm) == std::vector<std::string>{"vm1"});
   vm.verify(a);
   WARN("export: " << complete << " of " << kRuns + 1 << " runs left a complete folder, " << partial
-                  << " a temporary one; a whole export took " << full.count() / 1000 << " ms");
+                  << " a temporary one (" << with_manifest
+                  << " with its manifest); a whole export took " << full.count() / 1000 << " ms");
+}
+
+TEST_CASE("checkpoint export: a read-only raw disk is exported as a layer", "[checkpoint][export]") {
+  TestVm vm(2, (2 << 20) + 512, {1}, 91);
+  const BootFiles boot = add_boot_files(vm, 82);
+  {
+    auto rec = vm.record();
+    rec.machine.disks[1].read_only = true;
+    must(vm.store().save(rec), "saving the VM");
+  }
+  vm.write_bulk(0, 1 << 20);
+  const std::string a = vm.create("A");
+  const std::string raw = vm.record().machine.disks[1].path;
+  CHECK(vm.tree().find(a)->disks[1] == raw);  // a read-only disk is its own frozen layer
+  const std::string dir = vm.home() + "/ro-export";
+  must(export_cp(vm, "A", dir), "exporting A");
+  check_export_folder(dir, vm.model().at(a), boot, false);
+  auto manifest = json::parse(read_file(dir + "/" + kExportManifest));
+  CHECK(manifest["vm"]["machine"]["disks"][1]["read_only"] == true);
+  must(import_as(dir, "ro"), "importing A");
+  auto rec = must(vm.store().load("ro"), "loading ro");
+  auto t = must(tree::load_tree(vm.store().paths("ro").dir + "/checkpoints.json"), "tree of ro");
+  REQUIRE(t.checkpoints.size() == 1);
+  CHECK(rec.machine.disks[1].read_only);
+  CHECK(rec.machine.disks[1].path == t.checkpoints[0].disks[1]);  // read-only: no layer over it
+  for (size_t i = 0; i < 2; ++i) CHECK(chain_diff(rec.machine.disks[i].path, vm.model().at(a)[i]) == -1);
+  CHECK(read_file(raw) == vm.now()[1]);
 }
