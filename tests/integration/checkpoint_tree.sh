@@ -23,14 +23,7 @@ export CAIRN_IMAGES=$IMAGES
 out=$SCRATCH/checkpoint_tree
 mkdir -p "$out"
 work=$(mktemp -d /tmp/cairn-ckpt.XXXXXX)
-finish() {
-  for d in "$CAIRN_HOME"/vms/*/; do
-    [ -d "$d" ] || continue
-    "$CAIRN" vm stop --force "$(basename "$d")" >/dev/null 2>&1 || true
-    cp "$d/console.log" "$out/$(basename "$d").console.log" 2>/dev/null || true
-  done
-}
-trap finish EXIT
+trap stop_vms_keep_logs EXIT
 cycles=${CAIRN_APPLY_CYCLES:-4}
 
 guest='mount -t ext4 /dev/vda /mnt || exit 9

@@ -36,3 +36,13 @@ wait_for() {
     sleep 0.5
   done
 }
+
+# Stops every stored VM of $CAIRN_HOME and keeps their console logs in $out
+# (for `trap stop_vms_keep_logs EXIT` in tests that start VMs).
+stop_vms_keep_logs() {
+  for d in "$CAIRN_HOME"/vms/*/; do
+    [ -d "$d" ] || continue
+    "$CAIRN" vm stop --force "$(basename "$d")" >/dev/null 2>&1 || true
+    cp "$d/console.log" "$out/$(basename "$d").console.log" 2>/dev/null || true
+  done
+}

@@ -14,14 +14,7 @@ export CAIRN_HOME=${CAIRN_VM_HOME:-$(mktemp -d /tmp/cairn-home.XXXXXX)}
 export CAIRN_IMAGES=$IMAGES
 out=$SCRATCH/vm_lifecycle
 mkdir -p "$out"
-finish() {
-  for d in "$CAIRN_HOME"/vms/*/; do
-    [ -d "$d" ] || continue
-    "$CAIRN" vm stop --force "$(basename "$d")" >/dev/null 2>&1 || true
-    cp "$d/console.log" "$out/$(basename "$d").console.log" 2>/dev/null || true
-  done
-}
-trap finish EXIT
+trap stop_vms_keep_logs EXIT
 
 # Parsed from `vm show`'s text (python would cost seconds per call under the emulated test host).
 state_of() { "$CAIRN" vm show "$1" | sed -n 's/^state: *//p'; }

@@ -12,7 +12,7 @@
 #include "vmm/cli/checkpoint_cli.hpp"
 #include "vmm/cli/commands.hpp"
 #include "vmm/cli/exit_codes.hpp"
-#include "vmm/jobs/run_as_job.hpp"
+#include "vmm/cli/op_runner.hpp"
 
 namespace cairn {
 
@@ -48,8 +48,7 @@ Result<void> confirm(const Common& c, const std::string& question) {
 
 using Op = std::function<Result<void>(VmSession&, Progress&, json&)>;
 
-// Runs `op` on the VM's session, in the foreground or as a job, and prints
-// `report` (text through `print`, or JSON).
+// Runs `op` on the VM's session (see op_runner.hpp).
 int run_op(const Common& c, std::string operation, Op op, std::function<void(const json&)> print) {
   auto work = [c, op](Progress& p, json& result) -> int {
     auto s = VmSession::open(c.vm);
@@ -57,23 +56,7 @@ int run_op(const Common& c, std::string operation, Op op, std::function<void(con
     if (auto r = op(*s, p, result); !r) return report_error(r.error());
     return kExitOk;
   };
-  if (c.as_job && !c.dry_run) return run_as_job(std::move(operation), c.vm, work, c.json);
-  TerminalProgress p;
-  json result = json::object();
-  int rc = work(p, result);
-  if (rc != kExitOk) return rc;
-  if (c.json)
-    fmt::print("{}\n", result.dump(2));
-  else if (result.contains("would")) {
-    const json& w = result["would"];
-    if (w.is_array())
-      for (auto& line : w) fmt::print("would {}\n", line.get<std::string>());
-    else
-      fmt::print("would {}\n", w.get<std::string>());
-  } else {
-    print(result);
-  }
-  return kExitOk;
+  return run_work(std::move(operation), c.vm, work, {c.json, c.as_job, c.dry_run}, print);
 }
 
 std::string size_text(double bytes) { return fmt::format("{:.1f} MiB", bytes / (1 << 20)); }

@@ -10,7 +10,7 @@
 #include "vmm/checkpoint/checkpoint_export.hpp"
 #include "vmm/cli/checkpoint_cli.hpp"
 #include "vmm/cli/exit_codes.hpp"
-#include "vmm/jobs/run_as_job.hpp"
+#include "vmm/cli/op_runner.hpp"
 
 namespace cairn {
 
@@ -95,20 +95,13 @@ void add_vm_import(CLI::App& vm, CliContext& ctx) {
       if (auto r = import_vm(o->dir, o->name, o->dry_run, p, result); !r) return report_error(r.error());
       return kExitOk;
     };
-    if (o->as_job && !o->dry_run) return run_as_job(fmt::format("Import VM from {}", o->dir), o->name, work, o->json);
-    TerminalProgress p;
-    json result = json::object();
-    if (int rc = work(p, result); rc != kExitOk) return rc;
-    if (o->json)
-      fmt::print("{}\n", result.dump(2));
-    else if (result.contains("would"))
-      fmt::print("would {}\n", result["would"].get<std::string>());
-    else
-      fmt::print("VM '{}' imported at checkpoint '{}' ({}); `cairn vm start {}` {}\n",
-                 result["vm_name"].get<std::string>(), result["name"].get<std::string>(),
-                 result["vm_state"].get<std::string>(), result["vm_name"].get<std::string>(),
-                 result["vm_state"] == "saved" ? "resumes it" : "boots it");
-    return kExitOk;
+    return run_work(fmt::format("Import VM from {}", o->dir), o->name, work, {o->json, o->as_job, o->dry_run},
+                    [](const json& result) {
+                      fmt::print("VM '{}' imported at checkpoint '{}' ({}); `cairn vm start {}` {}\n",
+                                 result["vm_name"].get<std::string>(), result["name"].get<std::string>(),
+                                 result["vm_state"].get<std::string>(), result["vm_name"].get<std::string>(),
+                                 result["vm_state"] == "saved" ? "resumes it" : "boots it");
+                    });
   });
 }
 }  // namespace
@@ -133,18 +126,11 @@ void add_checkpoint_export(CLI::App& group, CliContext& ctx) {
       if (auto r = export_checkpoint(*s, o->which, o->path, o->dry_run, p, result); !r) return report_error(r.error());
       return kExitOk;
     };
-    if (o->as_job && !o->dry_run)
-      return run_as_job(fmt::format("Export checkpoint '{}' of VM '{}'", o->which, o->vm), o->vm, work, o->json);
-    TerminalProgress p;
-    json result = json::object();
-    if (int rc = work(p, result); rc != kExitOk) return rc;
-    if (o->json)
-      fmt::print("{}\n", result.dump(2));
-    else if (result.contains("would"))
-      fmt::print("would {}\n", result["would"].get<std::string>());
-    else
-      fmt::print("Checkpoint '{}' exported to {}\n", result["name"].get<std::string>(), result["path"].get<std::string>());
-    return kExitOk;
+    return run_work(fmt::format("Export checkpoint '{}' of VM '{}'", o->which, o->vm), o->vm, work,
+                    {o->json, o->as_job, o->dry_run}, [](const json& result) {
+                      fmt::print("Checkpoint '{}' exported to {}\n", result["name"].get<std::string>(),
+                                 result["path"].get<std::string>());
+                    });
   });
 }
 

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "vmm/base/inherited_fds.hpp"
 #include "vmm/cli/exit_codes.hpp"
 #include "vmm/cli/vm_cli.hpp"
 #include "vmm/control/client.hpp"
@@ -42,19 +43,6 @@ std::string log_tail(const std::string& path, off_t from, size_t max_lines) {
   }
   if (pos > 0) ++pos;
   return s.substr(pos);
-}
-
-// Closes every inherited fd above stderr but `keep`: a pipe the caller
-// reads to EOF (e.g. `$(cairn vm start --detach x)`) must not stay open.
-void close_inherited_fds(int keep) {
-  std::vector<int> fds;
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    int fd = std::atoi(it->path().filename().c_str());
-    if (fd > STDERR_FILENO && fd != keep) fds.push_back(fd);
-  }
-  for (int fd : fds) ::close(fd);  // includes the iterator's own fd, already closed: EBADF is harmless
 }
 
 // The background VMM: its own session, no terminal, errors into console.log.

@@ -1,5 +1,7 @@
 #include "vmm/jobs/job_runner.hpp"
 
+#include "vmm/base/inherited_fds.hpp"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -23,19 +25,6 @@ namespace {
 constexpr char kGo = 'g';
 constexpr size_t kLogTailBytes = 4096;
 constexpr std::string_view kErrorPrefix = "cairn: error: ";
-
-// Closes every fd above stderr but `keep`: a pipe the caller reads to EOF
-// (e.g. `$(cairn ... --as-job)`) must not stay open for the job's life.
-void close_fds_except(int keep) {
-  std::vector<int> fds;
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    int fd = std::atoi(it->path().filename().c_str());
-    if (fd > STDERR_FILENO && fd != keep) fds.push_back(fd);
-  }
-  for (int fd : fds) ::close(fd);  // includes the iterator's own, already closed: EBADF is harmless
-}
 
 void redirect_stdio(int log_fd) {
   int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -75,7 +64,7 @@ int run_work(JobWork& work, JobProgress& progress, nlohmann::json& result) {
   ::setsid();  // no terminal: ^C or a closed terminal in the starter's session must not reach it
   if (!wait_for_go(go_fd)) ::_exit(kExitFailed);
   redirect_stdio(log_fd);
-  close_fds_except(lock.fd());
+  close_inherited_fds(lock.fd());
   if (auto r = lock.write_pid(::getpid()); !r) fmt::print(stderr, "cairn: warning: {}\n", r.error().message);
   rec.pid = ::getpid();
   JobPaths paths = store.paths(rec.id);
