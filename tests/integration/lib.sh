@@ -15,13 +15,19 @@ expect_in() { grep -qE "$2" "$1" || { echo "--- $1:"; tail -40 "$1"; fail "$3"; 
 guest_cmd() { printf '%s' "$1" | base64 -w0; }
 
 # run EXPECTED_RC CMD...: runs CMD, keeps its output in $out/last.{out,err}
-# ($out: the test's output folder).
+# ($out: the test's output folder). A command that has not ended after
+# $RUN_TIMEOUT seconds (default 300) is killed and named, so that a hang
+# fails the test with the command instead of running into the test host's limit.
 run() {
   local want=$1; shift
   set +e
-  "$@" </dev/null >"$out/last.out" 2>"$out/last.err"
+  timeout -k 5 "${RUN_TIMEOUT:-300}" "$@" </dev/null >"$out/last.out" 2>"$out/last.err"
   local rc=$?
   set -e
+  if [ "$rc" = 124 ] && [ "$want" != 124 ]; then
+    echo "--- stdout:"; cat "$out/last.out"; echo "--- stderr:"; cat "$out/last.err"
+    fail "'$*' did not end within ${RUN_TIMEOUT:-300}s"
+  fi
   if [ "$rc" != "$want" ]; then
     echo "--- stdout:"; cat "$out/last.out"; echo "--- stderr:"; cat "$out/last.err"
     fail "'$*' exited with $rc, expected $want"

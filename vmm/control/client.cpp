@@ -11,8 +11,8 @@ namespace cairn {
 
 using nlohmann::json;
 
-Result<ControlClient> ControlClient::connect(const std::string& path) {
-  auto fd = unix_connect(path);
+Result<ControlClient> ControlClient::connect(const std::string& path, int timeout_ms) {
+  auto fd = unix_connect(path, timeout_ms);
   if (!fd) return std::unexpected(fd.error());
   return ControlClient(std::move(*fd));
 }
@@ -66,7 +66,7 @@ Result<json> ControlClient::call(std::string_view command, const json& args, int
 
 Result<json> control_call(const std::string& socket_path, std::string_view command, const json& args,
                           int timeout_ms) {
-  auto c = ControlClient::connect(socket_path);
+  auto c = ControlClient::connect(socket_path, timeout_ms);
   if (!c) return std::unexpected(c.error());
   return c->call(command, args, timeout_ms);
 }

@@ -12,7 +12,7 @@ namespace cairn {
 class ControlClient {
  public:
   // Connects to the socket at `path` (see unix_connect for the error kinds).
-  static Result<ControlClient> connect(const std::string& path);
+  static Result<ControlClient> connect(const std::string& path, int timeout_ms = 5000);
 
   // Sends one request and waits up to `timeout_ms` for its reply; returns the
   // "return" object, or the reply's error as an Error (Errc from its class).

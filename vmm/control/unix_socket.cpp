@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 namespace cairn {
 
@@ -53,17 +55,28 @@ Result<UniqueFd> unix_listen(const std::string& path, unsigned mode) {
   return fd;
 }
 
-Result<UniqueFd> unix_connect(const std::string& path) {
+Result<UniqueFd> unix_connect(const std::string& path, int timeout_ms) {
   sockaddr_un addr;
   UniqueFd dir_fd;
   if (auto r = make_addr(path, addr, dir_fd); !r) return std::unexpected(r.error());
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  // Non-blocking: a listener that stopped accepting (a stuck VMM) fills its
+  // backlog, and a blocking connect would then wait forever.
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return fail_errno("creating a Unix socket");
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    if (errno == EINTR) continue;
     if (errno == ECONNREFUSED) return fail(Errc::invalid_state, "nothing is listening on {}", path);
     if (errno == ENOENT) return fail(Errc::not_found, "socket {} does not exist", path);
-    return fail_errno("connecting to {}", path);
+    if (errno != EAGAIN) return fail_errno("connecting to {}", path);
+    // AF_UNIX reports a full backlog as EAGAIN and has no completion to poll for.
+    if (std::chrono::steady_clock::now() >= deadline)
+      return fail(Errc::timeout, "{} accepts no connections (waited {} ms); its owner may be stuck", path,
+                  timeout_ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0)
+    return fail_errno("connecting to {}", path);
   return fd;
 }
 

@@ -12,8 +12,9 @@ namespace cairn {
 // in place before any client can connect. Fails if `path` exists.
 Result<UniqueFd> unix_listen(const std::string& path, unsigned mode);
 // A connected socket; ECONNREFUSED (nobody listening) is Errc::invalid_state,
-// a missing path Errc::not_found.
-Result<UniqueFd> unix_connect(const std::string& path);
+// a missing path Errc::not_found, a backlog still full after `timeout_ms`
+// Errc::timeout.
+Result<UniqueFd> unix_connect(const std::string& path, int timeout_ms = 5000);
 
 // Waits until `fd` is readable (or writable), up to `timeout_ms`; false on timeout.
 Result<bool> wait_fd(int fd, bool for_write, int timeout_ms);

@@ -211,3 +211,27 @@ TEST_CASE("VM state: a held lock keeps the socket, status decides running or pau
   REQUIRE(after);
   CHECK(after->state == VmRunState::off);
 }
+
+TEST_CASE("control: a listener that stopped accepting times out instead of hanging the client", "[vmctl]") {
+  test::TempDir dir;
+  std::string sock = dir / "stuck.sock";
+  auto listener = unix_listen(sock, 0600);  // listens, never accepts: a stuck VMM
+  REQUIRE(listener);
+  std::vector<UniqueFd> queued;
+  for (int i = 0; i < 64; ++i) {
+    auto c = unix_connect(sock, 100);
+    if (!c) {
+      CHECK(c.error().code == Errc::timeout);
+      CHECK_THAT(c.error().message, Catch::Contains("accepts no connections"));
+      break;
+    }
+    queued.push_back(std::move(*c));
+  }
+  REQUIRE(queued.size() < 64);  // the backlog filled up
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = control_call(sock, "status", json::object(), 300);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == Errc::timeout);
+  CHECK(ms < 5000);
+}
