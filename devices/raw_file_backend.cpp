@@ -66,6 +66,7 @@ Result<void> RawFileBackend::write(uint64_t offset, std::span<const uint8_t> in)
     }
     done += static_cast<size_t>(n);
   }
+  note_written(offset, in.size());
   return {};
 }
 
@@ -90,8 +91,10 @@ Result<void> RawFileBackend::discard(uint64_t offset, uint64_t len) {
   if (auto r = check(offset, len, true); !r) return r;
   if (len == 0) return {};
   if (::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                  static_cast<off_t>(len)) == 0)
+                  static_cast<off_t>(len)) == 0) {
+    note_written(offset, len);
     return {};
+  }
   // File systems (and block devices) without hole punching: zeros are a valid discard.
   if (errno == EOPNOTSUPP || errno == ENODEV) return write_zero_bytes(offset, len);
   return fail_errno("discarding {:#x}+{:#x} of {}", offset, len, path_);
@@ -101,10 +104,48 @@ Result<void> RawFileBackend::write_zeroes(uint64_t offset, uint64_t len) {
   if (auto r = check(offset, len, true); !r) return r;
   if (len == 0) return {};
   if (::fallocate(fd_.get(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                  static_cast<off_t>(len)) == 0)
+                  static_cast<off_t>(len)) == 0) {
+    note_written(offset, len);
     return {};
+  }
   if (errno == EOPNOTSUPP || errno == ENODEV) return write_zero_bytes(offset, len);
   return fail_errno("zeroing {:#x}+{:#x} of {}", offset, len, path_);
+}
+
+void RawFileBackend::track_writes(uint64_t block_size) {
+  std::lock_guard lk(track_mu_);
+  track_block_ = block_size;
+  written_.assign((size_ / block_size + 1 + 63) / 64, 0);
+}
+
+bool RawFileBackend::tracking() const {
+  std::lock_guard lk(track_mu_);
+  return track_block_ != 0;
+}
+
+uint64_t RawFileBackend::tracked_block_size() const {
+  std::lock_guard lk(track_mu_);
+  return track_block_;
+}
+
+// Called after the data landed: a copy that started after track_writes()
+// returned either read the new bytes or finds the block noted here.
+void RawFileBackend::note_written(uint64_t offset, uint64_t len) {
+  std::lock_guard lk(track_mu_);
+  if (track_block_ == 0 || len == 0) return;
+  for (uint64_t b = offset / track_block_; b <= (offset + len - 1) / track_block_; ++b)
+    written_[b / 64] |= uint64_t{1} << (b % 64);
+}
+
+std::vector<uint64_t> RawFileBackend::take_written_blocks() {
+  std::lock_guard lk(track_mu_);
+  std::vector<uint64_t> out;
+  for (size_t w = 0; w < written_.size(); ++w)
+    for (uint64_t bits = written_[w]; bits != 0; bits &= bits - 1)
+      out.push_back(w * 64 + static_cast<uint64_t>(__builtin_ctzll(bits)));
+  track_block_ = 0;
+  written_.clear();
+  return out;
 }
 
 }  // namespace cairn

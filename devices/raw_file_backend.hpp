@@ -3,7 +3,9 @@
 // multiple of 512.
 #pragma once
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "devices/block_backend.hpp"
 #include "vmm/base/unique_fd.hpp"
@@ -24,16 +26,30 @@ class RawFileBackend : public BlockBackend {
   // The file's base name, truncated to 20 bytes.
   std::string id() const override { return id_; }
 
+  // Write tracking, so that the file can be copied while the guest writes it
+  // and the copy then patched with what changed: from track_writes() on, the
+  // blocks (of `block_size` bytes) that writes, discards and zeroing touch
+  // are remembered. A write already in flight is noted once it lands.
+  void track_writes(uint64_t block_size);
+  bool tracking() const;
+  uint64_t tracked_block_size() const;
+  // The touched blocks in ascending order; tracking stops.
+  std::vector<uint64_t> take_written_blocks();
+
  private:
   RawFileBackend(UniqueFd fd, std::string path, uint64_t size, bool read_only);
   Result<void> check(uint64_t offset, uint64_t len, bool writing) const;
   Result<void> write_zero_bytes(uint64_t offset, uint64_t len);
+  void note_written(uint64_t offset, uint64_t len);
 
   UniqueFd fd_;
   std::string path_;
   std::string id_;
   uint64_t size_;
   bool read_only_;
+  mutable std::mutex track_mu_;
+  uint64_t track_block_ = 0;         // 0: not tracking
+  std::vector<uint64_t> written_;    // one bit per block
 };
 
 }  // namespace cairn

@@ -53,6 +53,15 @@ run 0 "$CAIRN" checkpoint create a c1 --json
 after=$(last_count a 0)
 [ "$(field type)" = standard ] || fail "c1 is not a standard checkpoint: $(cat "$out/last.out")"
 grep -q '"memory_file_bytes"' "$out/last.out" || fail "c1 reports no memory image"
+# a.ext4 is raw: c1 copied it into a first layer while the guest wrote on,
+# then copied the blocks written meanwhile in the pause. The raw file is not
+# written after the checkpoint, so c1's layer must hold exactly its bytes.
+grep -q '"precopy_ms"' "$out/last.out" || fail "c1 did not copy the raw disk before its pause: $(cat "$out/last.out")"
+c1_disk=$(sed -n '/virtual_disk_drives/{n;s/^ *"\([^"]*\)".*/\1/p}' "$out/last.out")
+echo "c1: raw disk copied in $(field precopy_ms) ms while running; paused $(field paused_ms) ms"
+"$CAIRN" disk convert "$c1_disk" "$work/c1.raw" >/dev/null || fail "cannot read c1's disk $c1_disk"
+cmp "$work/c1.raw" "$work/a.ext4" || fail "c1's first layer differs from the raw disk as the checkpoint left it"
+rm -f "$work/c1.raw"
 wait_for 60 "the guest counting past the checkpoint" counts_past a 0 $((after + 10))
 run 2 "$CAIRN" checkpoint apply a c1          # no terminal and no --yes: refused
 grep -q -- '--yes' "$out/last.err" || fail "apply without --yes does not say how to confirm"

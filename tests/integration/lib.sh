@@ -45,10 +45,17 @@ wait_for() {
 
 # Stops every stored VM of $CAIRN_HOME and keeps their console logs in $out
 # (for `trap stop_vms_keep_logs EXIT` in tests that start VMs).
+# After a failure, the end of each console log is shown too: the test host's
+# folders do not outlive it.
 stop_vms_keep_logs() {
+  local rc=$?
   for d in "$CAIRN_HOME"/vms/*/; do
     [ -d "$d" ] || continue
     "$CAIRN" vm stop --force "$(basename "$d")" >/dev/null 2>&1 || true
     cp "$d/console.log" "$out/$(basename "$d").console.log" 2>/dev/null || true
+    if [ "$rc" != 0 ] && [ -f "$d/console.log" ]; then
+      echo "--- the last lines of VM $(basename "$d")'s console:"
+      tail -n 25 "$d/console.log" | tr -d '\r' | cut -c1-200
+    fi
   done
 }

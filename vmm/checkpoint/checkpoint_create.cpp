@@ -42,7 +42,8 @@ Result<std::vector<DiskFreeze>> freeze_plan(const VmSession& s) {
 
 json plan_json(const std::vector<DiskFreeze>& plan) {
   json a = json::array();
-  for (auto& f : plan) a.push_back({{"slot", f.slot}, {"new_top", f.new_top}, {"import_path", f.import_path}});
+  for (auto& f : plan)
+    a.push_back({{"slot", f.slot}, {"new_top", f.new_top}, {"import_path", f.import_path}, {"precopied", f.precopied}});
   return a;
 }
 
@@ -78,6 +79,31 @@ Result<std::vector<FrozenDisk>> freeze_offline(VmSession& s, const std::vector<D
   return out;
 }
 
+// A running VM's raw disks are copied into their first layer while the
+// guest runs on, the VMM noting what the guest writes meanwhile; the pause
+// (and a production checkpoint's freeze) then only covers those blocks.
+Result<void> precopy_raw_disks(VmSession& s, std::vector<DiskFreeze>& plan, Progress& p, json& stats) {
+  for (auto& f : plan) {
+    const std::string path = s.record.machine.disks[f.slot].path;
+    auto layered = disk::peek_header(path);
+    if (!layered) return std::unexpected(layered.error());
+    if (*layered) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto tracked = control_call(s.paths.control_socket, "disk-track", json{{"slot", f.slot}});
+    if (!tracked) return std::unexpected(std::move(tracked.error()).context(fmt::format("tracking writes to {}", path)));
+    p.stage(fmt::format("copying raw disk {} into its first layer", path));
+    auto r = disk::convert_raw_to_cairn(path, f.import_path, disk::kDefaultBlockShift,
+                                        [&](uint64_t d, uint64_t t) { p.update(d, t); });
+    if (!r) {
+      ::unlink(f.import_path.c_str());
+      return std::unexpected(std::move(r.error()).context(fmt::format("copying raw disk {}", path)));
+    }
+    f.precopied = true;
+    stats["precopy_ms"] = stats.value("precopy_ms", 0.0) + ms_between(t0, std::chrono::steady_clock::now());
+  }
+  return {};
+}
+
 struct Taken {
   std::vector<FrozenDisk> frozen;
   bool memory = false;
@@ -94,7 +120,15 @@ Result<Taken> take_with_vmm(VmSession& s, const std::vector<DiskFreeze>& plan, c
   t.memory = (*r)["memory"].get<bool>();
   for (auto& f : (*r)["frozen"]) t.frozen.push_back({f["slot"].get<size_t>(), f["frozen"], f["new_top"]});
   t.stats = *r;
+  json per_disk = json::array();
+  for (auto& f : (*r)["frozen"]) {
+    json d = f;
+    d.erase("frozen");
+    d.erase("new_top");
+    per_disk.push_back(std::move(d));
+  }
   t.stats.erase("frozen");
+  if (!per_disk.empty()) t.stats["disks"] = std::move(per_disk);
   t.stats.erase("memory");
   return t;
 }
@@ -215,6 +249,8 @@ Result<tree::Checkpoint> create_checkpoint(VmSession& s, const CreateOptions& o,
     c.type = vm_state == "off" && s.settings.type != CheckpointPolicy::standard ? tree::CheckpointType::production
                                                                                 : tree::CheckpointType::standard;
   } else {
+    json precopy_stats = json::object();
+    if (auto r = precopy_raw_disks(s, *plan, p, precopy_stats); !r) return std::unexpected(r.error());
     bool production = s.settings.type != CheckpointPolicy::standard;
     if (production && vm_state == "paused") {
       if (s.settings.type == CheckpointPolicy::production_only)
@@ -248,6 +284,7 @@ Result<tree::Checkpoint> create_checkpoint(VmSession& s, const CreateOptions& o,
       taken = std::move(*t);
       c.type = tree::CheckpointType::standard;
     }
+    taken.stats.update(precopy_stats);
   }
   c.has_memory = taken.memory;
   c.disks = checkpoint_disks(before, taken.frozen);

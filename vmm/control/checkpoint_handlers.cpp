@@ -1,11 +1,18 @@
 // The control commands that checkpoints use on a running VM (protocol.hpp):
-//   checkpoint-save     {"dir": PATH | null, "freeze": [{"slot": N, "new_top": PATH, "import_path": PATH}]}
+//   checkpoint-save     {"dir": PATH | null, "freeze": [{"slot": N, "new_top": PATH, "import_path": PATH,
+//                                                   "precopied": BOOL}]}
 //     dir: save vCPU, device state and RAM into the new folder PATH; null:
 //     disks only. Every listed disk is frozen in the same pause and the VM
 //     goes on in its new top layer; config.json is updated to match.
 //     -> {"memory": bool, "guest_memory_bytes", "memory_file_bytes",
 //         "state_file_bytes", "paused_ms", "total_ms",
-//         "frozen": [{"slot", "frozen", "new_top"}]}
+//         "frozen": [{"slot", "frozen", "new_top", "flush_ms", "import_ms", "relayer_ms"}]}
+//     disks only also: "pause_ms" (stopping the vCPUs), "config_ms" (config.json)
+//     A raw disk is copied to import_path; with "precopied": true the copy
+//     was made while the guest ran, after disk-track, and only the blocks
+//     written since are copied in the pause.
+//   disk-track          {"slot": N}
+//     starts noting the blocks the guest writes to raw disk N.
 //   disk-merge          {"slot": N, "parent": PATH, "child": PATH}
 //     merges layer PATH into its child, a layer of disk N's chain.
 //   disks               -> {"disks": [{"path", "read_only"}]}  the layers in use
@@ -31,6 +38,7 @@ Result<std::vector<DiskFreeze>> parse_freeze(const json& args) {
     d.slot = f["slot"].get<size_t>();
     d.new_top = f["new_top"].get<std::string>();
     if (f.contains("import_path") && f["import_path"].is_string()) d.import_path = f["import_path"].get<std::string>();
+    if (f.contains("precopied") && f["precopied"].is_boolean()) d.precopied = f["precopied"].get<bool>();
     plan.push_back(std::move(d));
   }
   return plan;
@@ -53,7 +61,13 @@ Result<void> store_disk_paths(VmControlContext& vm) {
 
 json frozen_json(const std::vector<FrozenDisk>& frozen) {
   json a = json::array();
-  for (auto& f : frozen) a.push_back({{"slot", f.slot}, {"frozen", f.frozen}, {"new_top", f.new_top}});
+  for (auto& f : frozen)
+    a.push_back({{"slot", f.slot},
+                 {"frozen", f.frozen},
+                 {"new_top", f.new_top},
+                 {"flush_ms", f.flush_ms},
+                 {"import_ms", f.import_ms},
+                 {"relayer_ms", f.relayer_ms}});
   return a;
 }
 }  // namespace
@@ -78,15 +92,31 @@ void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm) {
              {"total_ms", s->total_ms},
              {"frozen", frozen_json(s->frozen)}};
     } else {
-      const auto t0 = std::chrono::steady_clock::now();
+      using clock = std::chrono::steady_clock;
+      auto ms = [](clock::time_point a, clock::time_point b) {
+        return std::chrono::duration<double, std::milli>(b - a).count();
+      };
+      const auto t0 = clock::now();
       auto f = vm.machine.freeze_disks(*plan);
+      const auto t_frozen = clock::now();
       auto stored = store_disk_paths(vm);
       if (!f) return std::unexpected(f.error());
       if (!stored) return std::unexpected(stored.error());
-      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      out = {{"memory", false}, {"paused_ms", ms}, {"total_ms", ms}, {"frozen", frozen_json(*f)}};
+      const auto t1 = clock::now();
+      out = {{"memory", false},
+             {"pause_ms", f->pause_ms},
+             {"paused_ms", f->paused_ms},
+             {"config_ms", ms(t_frozen, t1)},
+             {"total_ms", ms(t0, t1)},
+             {"frozen", frozen_json(f->frozen)}};
     }
     return out;
+  });
+  d.add("disk-track", [&vm](const json& args) -> Result<json> {
+    auto slot = args.find("slot");
+    if (slot == args.end() || !slot->is_number_unsigned()) return fail(Errc::invalid_argument, "disk-track needs 'slot'");
+    if (auto r = vm.machine.track_disk_writes(slot->get<size_t>()); !r) return std::unexpected(r.error());
+    return json::object();
   });
   d.add("disk-merge", [&vm](const json& args) -> Result<json> {
     auto slot = args.find("slot");

@@ -49,11 +49,25 @@ struct DiskFreeze {
   size_t slot = 0;          // index in MachineConfig::disks
   std::string new_top;      // the new running layer to create (must not exist)
   std::string import_path;  // a raw disk is first copied here as a cairn base layer
+  // import_path already holds a copy made while the guest ran, after
+  // track_disk_writes(slot): only the blocks written since are copied in the
+  // pause (when this VMM has no such record, the whole disk is copied).
+  bool precopied = false;
 };
 struct FrozenDisk {
   size_t slot = 0;
   std::string frozen;   // the layer that now belongs to the checkpoint
   std::string new_top;  // the layer the VM writes from now on
+  // Where the pause went, for this disk.
+  double flush_ms = 0;    // making the old top durable
+  double import_ms = 0;   // a raw disk's changes since its pre-copy, into its base layer
+  double relayer_ms = 0;  // closing the old top, creating and opening the new one
+};
+// freeze_disks' result: the disks and what the guest's pause cost.
+struct DiskFreezeResult {
+  std::vector<FrozenDisk> frozen;
+  double pause_ms = 0;   // stopping the vCPUs
+  double paused_ms = 0;  // from stopped to running again
 };
 
 // What a standard checkpoint cost (vmm/machine/machine_snapshot.cpp).
@@ -96,7 +110,11 @@ class Machine {
   Result<CheckpointStats> save_checkpoint(const std::string& dir, const std::vector<DiskFreeze>& freeze = {});
   // Freezes disks without saving memory (production checkpoints, disks-only
   // checkpoints): pauses unless paused, flushes, re-layers, resumes.
-  Result<std::vector<FrozenDisk>> freeze_disks(const std::vector<DiskFreeze>& plan);
+  Result<DiskFreezeResult> freeze_disks(const std::vector<DiskFreeze>& plan);
+  // Starts noting the blocks the guest writes to raw disk `slot` (in units of
+  // a cairn layer block), so that a copy of it taken from now on can be
+  // completed during a checkpoint's pause (DiskFreeze::precopied).
+  Result<void> track_disk_writes(size_t slot);
   // Merges layer `parent` into `child`, its child in disk `slot`'s chain (a
   // checkpoint was removed and nothing else needs `parent`), with the guest
   // paused meanwhile: the running VM holds every layer of its chain open.

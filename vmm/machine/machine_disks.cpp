@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
+#include "devices/raw_file_backend.hpp"
 #include "devices/virtio/block.hpp"
 #include "devices/virtio/vsock_device.hpp"
 #include "snapshot/disk/chain.hpp"
@@ -43,7 +45,40 @@ class ClosedDisk final : public BlockBackend {
   static Result<void> closed() { return fail(Errc::invalid_state, "the disk is being merged"); }
   uint64_t size_;
 };
+
+// Completes a copy of raw disk `raw` made into the base layer `import_path`
+// while the guest ran: the blocks written since tracking began are copied
+// again, now that no write is in flight.
+Result<void> finish_precopy(RawFileBackend& raw, const std::string& import_path) {
+  const uint64_t bs = raw.tracked_block_size();
+  auto blocks = raw.take_written_blocks();
+  auto chain = disk::open_chain(import_path, true);
+  if (!chain) return std::unexpected(chain.error());
+  if ((*chain)->size() != raw.size() || (*chain)->block_size() != bs || (*chain)->layers().size() != 1)
+    return fail(Errc::invalid_argument, "{} is not a copy of this raw disk ({} bytes in blocks of {})", import_path,
+                raw.size(), bs);
+  std::vector<uint8_t> buf(bs);
+  for (uint64_t b : blocks) {
+    const uint64_t off = b * bs;
+    if (off >= raw.size()) continue;
+    auto piece = std::span(buf).first(static_cast<size_t>(std::min<uint64_t>(bs, raw.size() - off)));
+    if (auto r = raw.read(off, piece); !r) return r;
+    const bool zero = std::all_of(piece.begin(), piece.end(), [](uint8_t x) { return x == 0; });
+    auto r = zero ? (*chain)->write_zeroes(off, piece.size()) : (*chain)->write(off, piece);
+    if (!r) return r;
+  }
+  return (*chain)->flush();
+}
 }  // namespace
+
+Result<void> Machine::track_disk_writes(size_t slot) {
+  if (slot >= disks_.size()) return fail(Errc::invalid_argument, "the VM has no disk {}", slot);
+  auto* raw = dynamic_cast<RawFileBackend*>(disks_[slot].get());
+  if (!raw || raw->read_only())
+    return fail(Errc::invalid_argument, "disk {} ({}) is not a writable raw image", slot, cfg_.disks[slot].path);
+  raw->track_writes(uint64_t{1} << disk::kDefaultBlockShift);
+  return {};
+}
 
 Result<void> Machine::replace_disk(size_t slot, std::shared_ptr<BlockBackend> backend) {
   if (auto r = blocks_[slot]->replace_backend(backend); !r) return r;
@@ -83,24 +118,38 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(const std::vector<D
     }
     return std::unexpected(std::move(e));
   };
+  using clock = std::chrono::steady_clock;
+  auto ms = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
   for (auto& f : plan) {
     const std::string top = cfg_.disks[f.slot].path;
+    const auto t0 = clock::now();
     if (auto r = disks_[f.slot]->flush(); !r)
       return roll_back(std::move(r.error()).context(fmt::format("flushing disk {}", top)));
+    const auto t_flushed = clock::now();
     const bool raw = !dynamic_cast<disk::DiskBackend*>(disks_[f.slot].get());
-    // The writable session on the old top ends first: its layer lock is
-    // released and the identity the child records is final.
-    close_disk(f.slot);
+    auto* raw_file = dynamic_cast<RawFileBackend*>(disks_[f.slot].get());
     std::string frozen = top;
     Result<void> made;
+    bool copy_all = false;
     if (raw) {
       // A raw image cannot be a parent layer: the checkpoint keeps a cairn
       // copy of it and the raw file is not written again.
-      made = f.import_path.empty()
-                 ? fail(Errc::invalid_argument, "disk {} ({}) is raw and no import path was given", f.slot, top)
-                 : disk::convert_raw_to_cairn(top, f.import_path);
       frozen = f.import_path;
+      if (f.import_path.empty())
+        made = fail(Errc::invalid_argument, "disk {} ({}) is raw and no import path was given", f.slot, top);
+      else if (f.precopied && raw_file && raw_file->tracking())
+        made = finish_precopy(*raw_file, f.import_path);
+      else
+        copy_all = true;
     }
+    // The writable session on the old top ends before the child is made: its
+    // layer lock is released and the identity the child records is final.
+    close_disk(f.slot);
+    if (made && copy_all) {
+      ::unlink(f.import_path.c_str());  // a pre-copy this VMM cannot complete
+      made = disk::convert_raw_to_cairn(top, f.import_path);
+    }
+    const auto t_imported = clock::now();
     if (made) made = disk::create_child(frozen, f.new_top);
     if (made) made = reopen(f.slot, f.new_top);
     if (!made) {
@@ -110,19 +159,21 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(const std::vector<D
         return roll_back(std::move(r.error()).context(fmt::format("reopening disk {} after: {}", top, made.error().message)));
       return roll_back(std::move(made.error()).context(fmt::format("freezing disk {}", top)));
     }
-    done.push_back({f.slot, frozen, f.new_top});
+    done.push_back({f.slot, frozen, f.new_top, ms(t0, t_flushed), ms(t_flushed, t_imported), ms(t_imported, clock::now())});
   }
   return done;
 }
 
-Result<std::vector<FrozenDisk>> Machine::freeze_disks(const std::vector<DiskFreeze>& plan) {
+Result<DiskFreezeResult> Machine::freeze_disks(const std::vector<DiskFreeze>& plan) {
   std::lock_guard one_at_a_time(checkpoint_mu_);
   bool pause_here = false;
   {
     std::lock_guard lk(mu_);
     pause_here = !threads_.empty() && !stop_requested_ && !pause_requested_;
   }
+  const auto t0 = std::chrono::steady_clock::now();
   if (pause_here) pause();
+  const auto t_paused = std::chrono::steady_clock::now();
   std::vector<VsockDevice*> paused_vsock;
   for (auto& d : virtio_devices_)
     if (auto* vs = dynamic_cast<VsockDevice*>(d.get())) {
@@ -132,7 +183,10 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks(const std::vector<DiskFree
   auto r = freeze_disks_paused(plan);
   for (auto* v : paused_vsock) v->resume();
   if (pause_here) resume();
-  return r;
+  if (!r) return std::unexpected(r.error());
+  const auto t1 = std::chrono::steady_clock::now();
+  return DiskFreezeResult{std::move(*r), std::chrono::duration<double, std::milli>(t_paused - t0).count(),
+                          std::chrono::duration<double, std::milli>(t1 - t_paused).count()};
 }
 
 Result<void> Machine::merge_disk_layers(size_t slot, const std::string& parent, const std::string& child) {

@@ -67,3 +67,29 @@ TEST_CASE("raw file backend opened read-only refuses writes") {
   std::vector<uint8_t> r(512);
   CHECK((*be)->read(0, r));
 }
+
+TEST_CASE("raw file backend notes the blocks written while tracking, and only then") {
+  TempFile f(64 * 4096);
+  auto be = RawFileBackend::open(f.path, false);
+  REQUIRE(be);
+  auto& b = **be;
+  std::vector<uint8_t> one(512, 1);
+  REQUIRE(b.write(0, one));  // before tracking: not noted
+  CHECK_FALSE(b.tracking());
+  b.track_writes(4096);
+  CHECK(b.tracking());
+  CHECK(b.tracked_block_size() == 4096);
+  REQUIRE(b.write(5 * 4096 + 100, one));            // inside block 5
+  REQUIRE(b.write(8 * 4096 - 256, one));            // straddles blocks 7 and 8
+  REQUIRE(b.write_zeroes(20 * 4096, 2 * 4096));     // blocks 20, 21
+  REQUIRE(b.discard(63 * 4096, 4096));              // the last block
+  REQUIRE(b.write(5 * 4096, one));                  // block 5 again
+  std::vector<uint8_t> back(512);
+  REQUIRE(b.read(30 * 4096, back));                 // reads are not writes
+  REQUIRE_FALSE(b.write(64 * 4096, one));           // refused: not noted
+  CHECK(b.take_written_blocks() == std::vector<uint64_t>{5, 7, 8, 20, 21, 63});
+  CHECK_FALSE(b.tracking());
+  REQUIRE(b.write(40 * 4096, one));                 // tracking has stopped
+  b.track_writes(4096);                             // a new round starts empty
+  CHECK(b.take_written_blocks().empty());
+}
