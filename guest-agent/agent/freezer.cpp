@@ -66,10 +66,7 @@ bool freeze_candidate(const MountPoint& m) { return m.major != 0 || m.type == "b
 int FreezeController::thaw_all() {
   auto mounts = fs_.mounts();
   if (!mounts) return 0;
-  int n = 0;
-  for (const auto& m : *mounts)
-    if (fs_.thaw(m)) ++n;
-  return n;
+  return fs_.thaw_each(*mounts);
 }
 
 Result<int> FreezeController::freeze() {
@@ -101,9 +98,7 @@ Result<int> FreezeController::freeze() {
 Result<int> FreezeController::thaw(bool run_hooks) {
   auto mounts = fs_.mounts();
   if (!mounts) return std::unexpected(std::move(mounts.error()).context("listing mounts"));
-  int n = 0;
-  for (const auto& m : *mounts)
-    if (fs_.thaw(m)) ++n;
+  int n = fs_.thaw_each(*mounts);
   if (run_hooks && hooks_) {
     // A failing thaw hook does not undo the thaw; it is reported on stderr by the runner.
     (void)hooks_->run("thaw");

@@ -154,3 +154,26 @@ kill $vmm 2>/dev/null || true
 wait $vmm 2>/dev/null || true
 trap - EXIT
 pass "guest agent: freeze, thaw, auto-thaw, hooks and protocol robustness in a real guest"
+
+# The default disk image carries the agent too: booted as the root file
+# system (no initramfs), its init starts the agent, which freezes and thaws
+# the root file system.
+cp "$IMAGES/disk.ext4" "$work/root.ext4"
+rlog=$SCRATCH/agent-root-guest.log
+"$CAIRN" run --kernel "$IMAGES/vmlinux" --cmdline "root=/dev/vda rw init=/init cairn.agent=1"   --disk "$work/root.ext4" --vsock "5,$work/root.vsock" -- 'sleep 600' >"$rlog" 2>&1 </dev/null &
+vmm=$!
+trap 'kill $vmm 2>/dev/null || true' EXIT
+end=$((SECONDS + 120))
+until "$CAIRN" agent --socket "$work/root.vsock" --connect-timeout 5 ping >/dev/null 2>&1; do
+  [ $SECONDS -lt $end ] || { tail -30 "$rlog"; fail "the agent of a guest booted from disk.ext4 never answered"; }
+  kill -0 $vmm 2>/dev/null || { tail -30 "$rlog"; fail "the guest booted from disk.ext4 ended early"; }
+  sleep 1
+done
+"$CAIRN" agent --socket "$work/root.vsock" freeze > "$SCRATCH/root-freeze.out" || fail "freezing the root file system failed"
+grep -qE '^frozen: [1-9]' "$SCRATCH/root-freeze.out" || fail "no file system frozen: $(cat "$SCRATCH/root-freeze.out")"
+"$CAIRN" agent --socket "$work/root.vsock" thaw > "$SCRATCH/root-thaw.out" || fail "thawing the root file system failed"
+grep -qE '^thawed: [1-9]' "$SCRATCH/root-thaw.out" || fail "no file system thawed: $(cat "$SCRATCH/root-thaw.out")"
+kill $vmm 2>/dev/null || true
+wait $vmm 2>/dev/null || true
+trap - EXIT
+pass "a guest booted from the default disk image runs the agent, which freezes and thaws its root"

@@ -110,11 +110,15 @@ struct Taken {
   json stats = json::object();
 };
 
-Result<Taken> take_with_vmm(VmSession& s, const std::vector<DiskFreeze>& plan, const std::string& memory_dir) {
+// `reload`: re-read config.json, which the VMM rewrote with the new disk
+// paths (also when it failed half-way); a production checkpoint does it
+// after the thaw, outside the freeze window.
+Result<Taken> take_with_vmm(VmSession& s, const std::vector<DiskFreeze>& plan, const std::string& memory_dir,
+                            bool reload = true) {
   json args{{"freeze", plan_json(plan)}, {"dir", memory_dir.empty() ? json(nullptr) : json(memory_dir)}};
   auto r = control_call(s.paths.control_socket, "checkpoint-save", args, kSaveTimeoutMs);
-  // The VMM rewrote config.json's disk paths (also when it failed half-way).
-  if (auto rr = s.reload_record(); !rr) return std::unexpected(rr.error());
+  if (reload)
+    if (auto rr = s.reload_record(); !rr) return std::unexpected(rr.error());
   if (!r) return std::unexpected(r.error());
   Taken t;
   t.memory = (*r)["memory"].get<bool>();
@@ -155,10 +159,11 @@ std::expected<Taken, AgentFailure> take_production(VmSession& s, const std::vect
     return std::unexpected(AgentFailure{n.error(), true});
   }
   const auto t_frozen = std::chrono::steady_clock::now();
-  auto taken = take_with_vmm(s, plan, {});
+  auto taken = take_with_vmm(s, plan, {}, /*reload=*/false);
   const auto t_save = std::chrono::steady_clock::now();
   auto thawed = client->fsfreeze_thaw();
   const auto t_thawed = std::chrono::steady_clock::now();
+  if (auto rr = s.reload_record(); !rr) return std::unexpected(AgentFailure{rr.error(), false});
   if (!taken) return std::unexpected(AgentFailure{taken.error(), false});
   if (!thawed)
     return std::unexpected(AgentFailure{std::move(thawed.error()).context("thawing the guest (it thaws by itself after 10 s)"), false});
