@@ -6,7 +6,8 @@
 //     goes on in its new top layer; config.json is updated to match.
 //     -> {"memory": bool, "guest_memory_bytes", "memory_file_bytes",
 //         "state_file_bytes", "paused_ms", "total_ms",
-//         "frozen": [{"slot", "frozen", "new_top", "flush_ms", "import_ms", "relayer_ms"}]}
+//         "frozen": [{"slot", "frozen", "new_top", "flush_ms", "import_ms", "relayer_ms",
+//                     "patched_blocks"}]}
 //     disks only also: "pause_ms" (stopping the vCPUs), "config_ms" (config.json)
 //     A raw disk is copied to import_path; with "precopied": true the copy
 //     was made while the guest ran, after disk-track, and only the blocks
@@ -67,7 +68,8 @@ json frozen_json(const std::vector<FrozenDisk>& frozen) {
                  {"new_top", f.new_top},
                  {"flush_ms", f.flush_ms},
                  {"import_ms", f.import_ms},
-                 {"relayer_ms", f.relayer_ms}});
+                 {"relayer_ms", f.relayer_ms},
+                 {"patched_blocks", f.patched_blocks}});
   return a;
 }
 }  // namespace

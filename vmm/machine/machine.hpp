@@ -62,6 +62,7 @@ struct FrozenDisk {
   double flush_ms = 0;    // making the old top durable
   double import_ms = 0;   // a raw disk's changes since its pre-copy, into its base layer
   double relayer_ms = 0;  // closing the old top, creating and opening the new one
+  uint64_t patched_blocks = 0;  // a pre-copied raw disk's blocks copied again in the pause
 };
 // freeze_disks' result: the disks and what the guest's pause cost.
 struct DiskFreezeResult {

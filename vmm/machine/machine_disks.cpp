@@ -49,7 +49,7 @@ class ClosedDisk final : public BlockBackend {
 // Completes a copy of raw disk `raw` made into the base layer `import_path`
 // while the guest ran: the blocks written since tracking began are copied
 // again, now that no write is in flight.
-Result<void> finish_precopy(RawFileBackend& raw, const std::string& import_path) {
+Result<uint64_t> finish_precopy(RawFileBackend& raw, const std::string& import_path) {
   const uint64_t bs = raw.tracked_block_size();
   auto blocks = raw.take_written_blocks();
   auto chain = disk::open_chain(import_path, true);
@@ -62,12 +62,13 @@ Result<void> finish_precopy(RawFileBackend& raw, const std::string& import_path)
     const uint64_t off = b * bs;
     if (off >= raw.size()) continue;
     auto piece = std::span(buf).first(static_cast<size_t>(std::min<uint64_t>(bs, raw.size() - off)));
-    if (auto r = raw.read(off, piece); !r) return r;
+    if (auto r = raw.read(off, piece); !r) return std::unexpected(r.error());
     const bool zero = std::all_of(piece.begin(), piece.end(), [](uint8_t x) { return x == 0; });
     auto r = zero ? (*chain)->write_zeroes(off, piece.size()) : (*chain)->write(off, piece);
-    if (!r) return r;
+    if (!r) return std::unexpected(r.error());
   }
-  return (*chain)->flush();
+  if (auto r = (*chain)->flush(); !r) return std::unexpected(r.error());
+  return blocks.size();
 }
 }  // namespace
 
@@ -131,15 +132,18 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(const std::vector<D
     std::string frozen = top;
     Result<void> made;
     bool copy_all = false;
+    uint64_t patched = 0;
     if (raw) {
       // A raw image cannot be a parent layer: the checkpoint keeps a cairn
       // copy of it and the raw file is not written again.
       frozen = f.import_path;
       if (f.import_path.empty())
         made = fail(Errc::invalid_argument, "disk {} ({}) is raw and no import path was given", f.slot, top);
-      else if (f.precopied && raw_file && raw_file->tracking())
-        made = finish_precopy(*raw_file, f.import_path);
-      else
+      else if (f.precopied && raw_file && raw_file->tracking()) {
+        auto n = finish_precopy(*raw_file, f.import_path);
+        if (n) patched = *n;
+        else made = std::unexpected(n.error());
+      } else
         copy_all = true;
     }
     // The writable session on the old top ends before the child is made: its
@@ -159,7 +163,8 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(const std::vector<D
         return roll_back(std::move(r.error()).context(fmt::format("reopening disk {} after: {}", top, made.error().message)));
       return roll_back(std::move(made.error()).context(fmt::format("freezing disk {}", top)));
     }
-    done.push_back({f.slot, frozen, f.new_top, ms(t0, t_flushed), ms(t_flushed, t_imported), ms(t_imported, clock::now())});
+    done.push_back(
+        {f.slot, frozen, f.new_top, ms(t0, t_flushed), ms(t_flushed, t_imported), ms(t_imported, clock::now()), patched});
   }
   return done;
 }

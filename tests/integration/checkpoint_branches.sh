@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# A branched checkpoint tree on a real guest, checked after every remove:
+# each remaining checkpoint, applied and started, gives back exactly its
+# guest state, a value held in memory and a file on the guest's ext4 disk.
+#
+#   cA (A) ── cB (B)
+#        └── cC (C) ── cD (D)      (cC and cD made after applying cA)
+#
+# Then: remove cC (middle of a branch: its layer merges into cD's), remove cB
+# (a leaf), remove cA (the root, shared by both branches), checking every
+# remaining checkpoint after each step.
+#
+# The host sets the guest's value through a mailbox, a read-only raw disk
+# (vdb) that the guest reads with O_DIRECT: "set V" makes the guest keep V
+# in a shell variable (memory) and write it to /mnt/value (disk, synced). It
+# prints "state mem=M disk=D" every 0.3 s. The mailbox is cleared once the
+# guest has acted, so that a restored guest finds it empty.
+source "$(dirname "$0")/lib.sh"
+[ -c /dev/kvm ] || fail "/dev/kvm is missing"
+pass() { echo "PASS: $* (at ${SECONDS}s)"; }
+export CAIRN_HOME=$(mktemp -d /tmp/cairn-home.XXXXXX)  # sockets cannot live on 9p
+export CAIRN_IMAGES=$IMAGES
+out=$SCRATCH/checkpoint_branches
+mkdir -p "$out"
+work=$(mktemp -d /tmp/cairn-branches.XXXXXX)
+trap stop_vms_keep_logs EXIT
+
+guest='mount -t ext4 /dev/vda /mnt || exit 9
+v=none
+while true; do
+  m=$(dd if=/dev/vdb bs=512 count=1 iflag=direct 2>/dev/null | tr -d "\000\n")
+  case "$m" in
+    *:set\ *) v=${m#*:set }; echo "$v" > /mnt/value; sync; echo "ack ${m%%:*}" ;;
+  esac
+  echo "state mem=$v disk=$(cat /mnt/value 2>/dev/null)"
+  sleep 0.3
+done'
+log_size() { stat -c %s "$CAIRN_HOME/vms/t/console.log" 2>/dev/null || echo 0; }
+# The console after byte offset $1.
+since() { tail -c +$(( $1 + 1 )) "$CAIRN_HOME/vms/t/console.log" | tr -d '\r'; }
+said_since() { [ -n "$(since "$1" | sed -n "/^$2\$/p")" ]; }
+state_since() { [ -n "$(since "$1" | sed -n '/^state /p')" ]; }
+seq_no=0
+# set_value V: the guest holds V in memory and on disk.
+set_value() {
+  seq_no=$((seq_no + 1))
+  local off; off=$(log_size)
+  { printf '%s' "$seq_no:set $1"; head -c $((512 - ${#seq_no} - 5 - ${#1})) /dev/zero; } > "$work/mbox.blk"
+  dd if="$work/mbox.blk" of="$work/mbox.img" bs=512 count=1 conv=notrunc,fsync 2>/dev/null
+  wait_for 60 "the guest taking value $1" said_since "$off" "ack $seq_no"
+  head -c 512 /dev/zero | dd of="$work/mbox.img" bs=512 count=1 conv=notrunc,fsync 2>/dev/null
+  wait_for 30 "the guest reporting value $1" said_since "$off" "state mem=$1 disk=$1"
+}
+running() { [ "$("$CAIRN" vm show t | sed -n 's/^state: *//p')" = running ]; }
+
+cp "$IMAGES/disk.ext4" "$work/t.ext4"
+head -c 1M /dev/zero > "$work/mbox.img"
+run 0 "$CAIRN" vm create t --memory 128M --disk "$work/t.ext4" --disk "$work/mbox.img,ro" -- "$guest"
+run 0 "$CAIRN" vm set t --checkpoint-type standard
+run 0 "$CAIRN" vm start t --detach
+wait_for 180 "the guest reporting its state" said_since 0 "state mem=none disk="
+
+# check NAME VALUE: applied and started, checkpoint NAME resumes with VALUE
+# in memory and on disk (the first state the restored guest prints).
+check() {
+  run 0 "$CAIRN" checkpoint apply t "$1" --yes
+  local off; off=$(log_size)
+  run 0 "$CAIRN" vm start t --detach
+  wait_for 60 "checkpoint $1 resuming" state_since "$off"
+  # awk reads all its input (an early exit would fail the pipeline under pipefail)
+  local first; first=$(since "$off" | awk '/^state / && !f { print; f = 1 }')
+  [ "$first" = "state mem=$2 disk=$2" ] || fail "checkpoint $1 resumed with '$first', expected value $2 in memory and on disk"
+  run 0 "$CAIRN" vm stop t
+}
+# check_all NAME=VALUE...: every one of them, and nothing else left in the tree.
+check_all() {
+  run 0 "$CAIRN" checkpoint list t --json
+  local n; n=$(grep -c '"checkpoint_id"' "$out/last.out" || true)
+  [ "$n" = $# ] || fail "the tree holds $n checkpoints, expected $#: $(cat "$out/last.out")"
+  for kv in "$@"; do check "${kv%%=*}" "${kv#*=}"; done
+}
+
+set_value A
+run 0 "$CAIRN" checkpoint create t cA
+set_value B
+run 0 "$CAIRN" checkpoint create t cB
+run 0 "$CAIRN" checkpoint apply t cA --yes
+off=$(log_size)
+run 0 "$CAIRN" vm start t --detach
+wait_for 60 "cA resuming" said_since "$off" "state mem=A disk=A"
+set_value C
+run 0 "$CAIRN" checkpoint create t cC
+set_value D
+run 0 "$CAIRN" checkpoint create t cD
+run 0 "$CAIRN" vm stop t
+run 0 "$CAIRN" checkpoint show t cC --json
+grep -q '"parent_checkpoint_id"' "$out/last.out" || fail "cC has no parent field"
+pass "a branched tree: cA with children cB and cC, cD under cC"
+
+check_all cA=A cB=B cC=C cD=D
+pass "each of the four checkpoints resumes with its own value in memory and on disk"
+
+run 0 "$CAIRN" checkpoint remove t cC --yes
+check_all cA=A cB=B cD=D
+pass "after removing cC (middle of a branch) cA, cB and cD are intact"
+
+run 0 "$CAIRN" checkpoint remove t cB --yes
+check_all cA=A cD=D
+pass "after removing cB (a leaf) cA and cD are intact"
+
+run 0 "$CAIRN" checkpoint remove t cA --yes
+check_all cD=D
+layers=$(find "$CAIRN_HOME" -name '*.cdsk' | wc -l)
+echo "layer files left: $layers"
+pass "after removing cA (the root) cD is intact"
