@@ -93,7 +93,8 @@ def stop_vm(name):
         cairn_vms.remove(name)
 
 
-def cleanup():
+def end_all():
+    """Ends every process and VM started here that still runs."""
     for p in list(procs):
         try:
             end_proc(p, grace=2)
@@ -104,6 +105,10 @@ def cleanup():
             stop_vm(name)
         except Exception:
             pass
+
+
+def cleanup():
+    end_all()
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -562,16 +567,7 @@ def main():
 
 def cleanup_running():
     """After a failed part: end what it left running so that the next part starts clean."""
-    for p in list(procs):
-        try:
-            end_proc(p, grace=2)
-        except Exception:
-            pass
-    for name in list(cairn_vms):
-        try:
-            stop_vm(name)
-        except Failure:
-            pass
+    end_all()
     # Its files too: the test host's /tmp is a tmpfs of limited size.
     shutil.rmtree(os.path.join(home, "vms"), ignore_errors=True)
     for f in os.listdir(work):

@@ -9,14 +9,7 @@
 # that the guest reads with O_DIRECT every loop, so that a line the host
 # writes into the file reaches it ("N:kill", "N:start", "N:stop", "N:cont").
 source "$(dirname "$0")/lib.sh"
-[ -c /dev/kvm ] || fail "/dev/kvm is missing"
-pass() { echo "PASS: $* (at ${SECONDS}s)"; }
-export CAIRN_HOME=$(mktemp -d /tmp/cairn-home.XXXXXX)  # sockets cannot live on 9p
-export CAIRN_IMAGES=$IMAGES
-out=$SCRATCH/agent_failures
-mkdir -p "$out"
-work=$(mktemp -d /tmp/cairn-agentfail.XXXXXX)
-trap stop_vms_keep_logs EXIT
+vm_test agent_failures
 
 guest='mount -t ext4 /dev/vda /mnt || exit 9
 i=0 last=
@@ -54,6 +47,22 @@ writes_go_on() {
   local c; c=$(last_count)
   wait_for 30 "the guest writing on ($1)" counts_past $((c + 3))
 }
+# no_agent_checkpoints HOW: with the agent HOW (killed, hung), production-only
+# fails naming the agent and production falls back to a standard checkpoint
+# ("HOW-fallback") and says so; the guest writes on after each.
+no_agent_checkpoints() {
+  run 0 "$CAIRN" vm set g --checkpoint-type production-only
+  local t0=$SECONDS
+  run 1 "$CAIRN" checkpoint create g "$1-only"
+  grep -q "agent" "$out/last.err" || fail "production-only with a $1 agent does not name the agent: $(cat "$out/last.err")"
+  echo "a $1 agent was given up on after $((SECONDS - t0)) s"
+  writes_go_on "after production-only met a $1 agent"
+  run 0 "$CAIRN" vm set g --checkpoint-type production
+  run 0 "$CAIRN" checkpoint create g "$1-fallback" --json
+  [ "$(field type)" = standard ] || fail "with a $1 agent the checkpoint is not standard: $(cat "$out/last.out")"
+  grep -q "fell back" "$out/last.out" || fail "the fallback is not recorded: $(cat "$out/last.out")"
+  writes_go_on "after the fallback checkpoint"
+}
 field() { sed -n "s/^ *\"$1\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$out/last.out" | head -1; }
 
 cp "$IMAGES/disk.ext4" "$work/data.ext4"
@@ -67,32 +76,14 @@ pass "the guest runs with its agent and reads its mailbox"
 
 # Killed: nothing listens on the agent's port any more.
 mbox kill killed
-run 0 "$CAIRN" vm set g --checkpoint-type production-only
-run 1 "$CAIRN" checkpoint create g killed-only
-grep -q "agent" "$out/last.err" || fail "production-only with a killed agent does not name the agent: $(cat "$out/last.err")"
-writes_go_on "after a failed production-only checkpoint"
-run 0 "$CAIRN" vm set g --checkpoint-type production
-run 0 "$CAIRN" checkpoint create g killed-fallback --json
-[ "$(field type)" = standard ] || fail "with a killed agent the checkpoint is not standard: $(cat "$out/last.out")"
-grep -q "fell back" "$out/last.out" || fail "the fallback is not recorded: $(cat "$out/last.out")"
-writes_go_on "after the fallback checkpoint"
+no_agent_checkpoints killed
 pass "killed agent: production-only fails, production falls back to standard, the guest writes on"
 
 # Hung: the agent's socket still takes connections but nothing answers.
 mbox start started
 wait_for 60 "the restarted agent answering" "$CAIRN" agent g ping
 mbox stop stopped
-run 0 "$CAIRN" vm set g --checkpoint-type production-only
-t0=$SECONDS
-run 1 "$CAIRN" checkpoint create g hung-only
-grep -q "agent" "$out/last.err" || fail "production-only with a hung agent does not name the agent: $(cat "$out/last.err")"
-echo "a hung agent was given up on after $((SECONDS - t0)) s"
-writes_go_on "after production-only met a hung agent"
-run 0 "$CAIRN" vm set g --checkpoint-type production
-run 0 "$CAIRN" checkpoint create g hung-fallback --json
-[ "$(field type)" = standard ] || fail "with a hung agent the checkpoint is not standard: $(cat "$out/last.out")"
-grep -q "fell back" "$out/last.out" || fail "the fallback is not recorded: $(cat "$out/last.out")"
-writes_go_on "after the fallback checkpoint"
+no_agent_checkpoints hung
 pass "hung agent: production-only fails, production falls back to standard, the guest writes on"
 
 # Woken up, the agent may run a freeze left from a connection the host gave

@@ -8,7 +8,8 @@
 #
 # Then: remove cC (middle of a branch: its layer merges into cD's), remove cB
 # (a leaf), remove cA (the root, shared by both branches), checking every
-# remaining checkpoint after each step.
+# remaining checkpoint after each step. Last, checkpoints of a paused VM
+# (its state as paused) and of a VM that is off (its disks only).
 #
 # The host sets the guest's value through a mailbox, a read-only raw disk
 # (vdb) that the guest reads with O_DIRECT: "set V" makes the guest keep V
@@ -16,14 +17,7 @@
 # prints "state mem=M disk=D" every 0.3 s. The mailbox is cleared once the
 # guest has acted, so that a restored guest finds it empty.
 source "$(dirname "$0")/lib.sh"
-[ -c /dev/kvm ] || fail "/dev/kvm is missing"
-pass() { echo "PASS: $* (at ${SECONDS}s)"; }
-export CAIRN_HOME=$(mktemp -d /tmp/cairn-home.XXXXXX)  # sockets cannot live on 9p
-export CAIRN_IMAGES=$IMAGES
-out=$SCRATCH/checkpoint_branches
-mkdir -p "$out"
-work=$(mktemp -d /tmp/cairn-branches.XXXXXX)
-trap stop_vms_keep_logs EXIT
+vm_test checkpoint_branches
 
 guest='mount -t ext4 /dev/vda /mnt || exit 9
 v=none
@@ -113,3 +107,28 @@ check_all cD=D
 layers=$(find "$CAIRN_HOME" -name '*.cdsk' | wc -l)
 echo "layer files left: $layers"
 pass "after removing cA (the root) cD is intact"
+
+# A paused VM: the checkpoint holds the state it was paused in, and the VM
+# stays paused until resumed.
+run 0 "$CAIRN" vm start t --detach           # off: boots from cD's disk
+off=$(log_size)
+wait_for 120 "the guest booting from cD's disk" said_since "$off" "state mem=none disk=D"
+set_value P
+run 0 "$CAIRN" vm pause t
+run 0 "$CAIRN" checkpoint create t cP --json
+grep -q '"memory_file_bytes"' "$out/last.out" || fail "the paused VM's checkpoint saved no memory"
+[ "$("$CAIRN" vm show t | sed -n 's/^state: *//p')" = paused ] || fail "the VM is not paused after its checkpoint"
+run 0 "$CAIRN" vm resume t
+set_value Q
+# Off: the checkpoint is of the disks; applied, the guest boots with them.
+run 0 "$CAIRN" vm stop t
+run 0 "$CAIRN" checkpoint create t cOff --json
+grep -q '"memory_file_bytes"' "$out/last.out" && fail "the checkpoint of an off VM saved memory"
+check cP P
+run 0 "$CAIRN" checkpoint apply t cOff --yes
+[ "$("$CAIRN" vm show t | sed -n 's/^state: *//p')" = off ] || fail "applying the off VM's checkpoint did not leave it off"
+off=$(log_size)
+run 0 "$CAIRN" vm start t --detach
+wait_for 120 "the guest booting from cOff's disk" said_since "$off" "state mem=none disk=Q"
+run 0 "$CAIRN" vm stop t
+pass "a paused VM's checkpoint holds the state it was paused in; an off VM's checkpoint boots from its disks"

@@ -16,14 +16,7 @@
 #  6. list --json has the published fields; bad names are refused;
 #  7. a standard checkpoint exported and imported as a new VM resumes there.
 source "$(dirname "$0")/lib.sh"
-[ -c /dev/kvm ] || fail "/dev/kvm is missing"
-pass() { echo "PASS: $* (at ${SECONDS}s)"; }
-export CAIRN_HOME=$(mktemp -d /tmp/cairn-home.XXXXXX)  # sockets cannot live on 9p
-export CAIRN_IMAGES=$IMAGES
-out=$SCRATCH/checkpoint_tree
-mkdir -p "$out"
-work=$(mktemp -d /tmp/cairn-ckpt.XXXXXX)
-trap stop_vms_keep_logs EXIT
+vm_test checkpoint_tree
 cycles=${CAIRN_APPLY_CYCLES:-4}
 
 guest='mount -t ext4 /dev/vda /mnt || exit 9

@@ -59,3 +59,18 @@ stop_vms_keep_logs() {
     fi
   done
 }
+
+# vm_test NAME: the common start of a test that runs stored VMs on real KVM:
+# CAIRN_HOME and $work on the test host's private /tmp (Unix sockets cannot
+# live on its 9p share), $out for logs, PASS lines with the elapsed time,
+# and every VM stopped (its console kept) on the way out.
+vm_test() {
+  [ -c /dev/kvm ] || fail "/dev/kvm is missing"
+  pass() { echo "PASS: $* (at ${SECONDS}s)"; }
+  export CAIRN_HOME=$(mktemp -d /tmp/cairn-home.XXXXXX)
+  export CAIRN_IMAGES=$IMAGES
+  out=$SCRATCH/$1
+  mkdir -p "$out"
+  work=$(mktemp -d "/tmp/cairn-$1.XXXXXX")
+  trap stop_vms_keep_logs EXIT
+}
