@@ -130,5 +130,43 @@ run 0 "$CAIRN" checkpoint apply t cOff --yes
 off=$(log_size)
 run 0 "$CAIRN" vm start t --detach
 wait_for 120 "the guest booting from cOff's disk" said_since "$off" "state mem=none disk=Q"
-run 0 "$CAIRN" vm stop t
 pass "a paused VM's checkpoint holds the state it was paused in; an off VM's checkpoint boots from its disks"
+
+# The options of a running VM's commands: --as-job with a description,
+# --dry-run, apply --checkpoint-first, remove --subtree.
+count_checkpoints() { "$CAIRN" checkpoint list t --json | grep -c '"checkpoint_id"' || true; }
+set_value R
+run 0 "$CAIRN" checkpoint create t cJ --description "taken as a job" --as-job --json
+job=$(sed -n 's/^ *"job_id": *"\([^"]*\)".*/\1/p' "$out/last.out")
+[ -n "$job" ] || fail "--as-job printed no job ID: $(cat "$out/last.out")"
+run 0 "$CAIRN" job wait "$job"
+run 0 "$CAIRN" checkpoint show t cJ --json
+grep -q '"description": "taken as a job"' "$out/last.out" || fail "cJ lost its description: $(cat "$out/last.out")"
+n=$(count_checkpoints)
+set_value S
+run 0 "$CAIRN" checkpoint apply t cJ --checkpoint-first --yes --dry-run
+[ "$(count_checkpoints)" = "$n" ] || fail "apply --dry-run changed the tree"
+running || fail "apply --dry-run stopped the VM"
+run 0 "$CAIRN" checkpoint apply t cJ --checkpoint-first --yes
+[ "$(count_checkpoints)" = $((n + 1)) ] || fail "apply --checkpoint-first did not add a checkpoint"
+# The new checkpoint has the default name "t (MM/DD/YYYY - hh:mm:ss AM/PM)".
+run 0 "$CAIRN" checkpoint list t --json
+first_ck=$(sed -n 's/^ *"name": *"\(t ([0-9][0-9]\/[0-9][0-9]\/[0-9]\{4\} - [0-9:]* [AP]M)\)".*/\1/p' "$out/last.out" | tail -n 1)
+[ -n "$first_ck" ] || fail "no checkpoint with a default name: $(cat "$out/last.out")"
+off=$(log_size)
+run 0 "$CAIRN" vm start t --detach
+wait_for 60 "cJ resuming" state_since "$off"
+[ "$(since "$off" | awk '/^state / && !f { print; f = 1 }')" = "state mem=R disk=R" ] || fail "cJ did not resume with R"
+run 0 "$CAIRN" vm stop t
+check "$first_ck" S
+n=$(count_checkpoints)
+run 0 "$CAIRN" vm start t --detach
+wait_for 60 "the VM running" running
+run 0 "$CAIRN" checkpoint remove t cJ --subtree --yes --dry-run
+[ "$(count_checkpoints)" = "$n" ] || fail "remove --dry-run changed the tree"
+run 0 "$CAIRN" checkpoint remove t cJ --subtree --yes
+[ "$(count_checkpoints)" = $((n - 2)) ] || fail "remove --subtree of cJ did not remove cJ and '$first_ck'"
+running || fail "the VM stopped during remove --subtree"
+set_value T
+run 0 "$CAIRN" vm stop t
+pass "as a job with a description, dry runs, apply --checkpoint-first ('$first_ck') and remove --subtree on a running VM"
