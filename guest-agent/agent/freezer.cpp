@@ -63,10 +63,17 @@ std::vector<MountPoint> parse_mountinfo(std::string_view text) {
 
 bool freeze_candidate(const MountPoint& m) { return m.major != 0 || m.type == "btrfs"; }
 
+int FreezeController::thaw_each(const std::vector<MountPoint>& ms) {
+  int n = 0;
+  for (const auto& m : ms)
+    if (fs_.thaw(m)) ++n;
+  return n;
+}
+
 int FreezeController::thaw_all() {
   auto mounts = fs_.mounts();
   if (!mounts) return 0;
-  return fs_.thaw_each(*mounts);
+  return thaw_each(*mounts);
 }
 
 Result<int> FreezeController::freeze() {
@@ -98,7 +105,7 @@ Result<int> FreezeController::freeze() {
 Result<int> FreezeController::thaw(bool run_hooks) {
   auto mounts = fs_.mounts();
   if (!mounts) return std::unexpected(std::move(mounts.error()).context("listing mounts"));
-  int n = fs_.thaw_each(*mounts);
+  int n = thaw_each(*mounts);
   if (run_hooks && hooks_) {
     // A failing thaw hook does not undo the thaw; it is reported on stderr by the runner.
     (void)hooks_->run("thaw");

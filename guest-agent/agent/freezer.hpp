@@ -44,13 +44,6 @@ class FsOps {
   virtual Result<bool> freeze(const MountPoint& m) = 0;
   // FITHAW until it fails: true when at least one call thawed it.
   virtual bool thaw(const MountPoint& m) = 0;
-  // thaw() on each; how many were thawed.
-  virtual int thaw_each(const std::vector<MountPoint>& ms) {
-    int n = 0;
-    for (const auto& m : ms)
-      if (thaw(m)) ++n;
-    return n;
-  }
 };
 
 class HookRunner {
@@ -74,6 +67,7 @@ class FreezeController {
 
  private:
   int thaw_all();
+  int thaw_each(const std::vector<MountPoint>& ms);  // how many thawed
   FsOps& fs_;
   HookRunner* hooks_;
 };
@@ -84,10 +78,6 @@ class LinuxFsOps final : public FsOps {
   Result<std::vector<MountPoint>> mounts() override;
   Result<bool> freeze(const MountPoint& m) override;
   bool thaw(const MountPoint& m) override;
-  // All at once: each ext4 thaw writes its superblock synchronously, and
-  // in parallel those writes share the disk queues instead of waiting on
-  // each other, which keeps a many-file-system freeze window short.
-  int thaw_each(const std::vector<MountPoint>& ms) override;
 };
 
 }  // namespace cairn

@@ -5,12 +5,9 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include <atomic>
 #include <cerrno>
 #include <fstream>
 #include <sstream>
-#include <system_error>
-#include <thread>
 
 #include "guest-agent/agent/freezer.hpp"
 #include "vmm/base/unique_fd.hpp"
@@ -53,23 +50,6 @@ bool LinuxFsOps::thaw(const MountPoint& m) {
   bool thawed = false;
   for (int i = 0; i < 64 && ::ioctl(fd.get(), FITHAW, 0) == 0; ++i) thawed = true;
   return thawed;
-}
-
-int LinuxFsOps::thaw_each(const std::vector<MountPoint>& ms) {
-  if (ms.size() < 2) return FsOps::thaw_each(ms);
-  std::atomic<int> n{0};
-  std::vector<std::thread> threads;
-  for (const auto& m : ms) {
-    try {
-      threads.emplace_back([this, &m, &n] {
-        if (thaw(m)) ++n;
-      });
-    } catch (const std::system_error&) {
-      if (thaw(m)) ++n;  // no thread to spare: this one in line
-    }
-  }
-  for (auto& t : threads) t.join();
-  return n.load();
 }
 
 }  // namespace cairn
