@@ -37,7 +37,10 @@ run_guest "$SCRATCH/panic.log" 101 -- 'echo c > /proc/sysrq-trigger'
 expect_in "$SCRATCH/panic.log.txt" 'the guest crashed' "a panic was not reported as a crash"
 pass "a guest kernel panic ends the VM with status 101"
 
-# The serial console's input path: stdin on a terminal is not available here,
-# but output through the tty (which needs the THR-empty interrupt) is what
-# every echo above used.
+# The serial console's input path: a user at a terminal types into the guest's
+# shell, pastes a long line, interrupts a command and quits with Ctrl-A x.
+timeout 240 python3 "$(dirname "$0")/serial_console.py" "$CAIRN" "$SCRATCH/console.log" ||
+  fail "the serial console on a terminal (see $SCRATCH/console.log)"
+pass "the serial console takes typed and pasted input, Ctrl-C and Ctrl-A x on a terminal"
+
 echo "boot_basic: all passed"

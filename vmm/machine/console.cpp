@@ -45,7 +45,7 @@ void Console::write(std::span<const uint8_t> bytes) {
   if (tail_.size() > 2 * kPanicLine.size()) tail_.erase(0, tail_.size() - kPanicLine.size());
 }
 
-Result<void> Console::start_input(std::function<void(std::span<const uint8_t>)> input, std::function<void()> quit) {
+Result<void> Console::start_input(InputFn input, std::function<void()> quit) {
   if (!out_is_stdout_ || !::isatty(STDIN_FILENO)) return {};
   input_ = std::move(input);
   quit_ = std::move(quit);
@@ -88,8 +88,21 @@ void Console::input_loop() {
       }
       pass.push_back(static_cast<char>(buf[i]));
     }
-    if (!pass.empty()) input_(std::span(reinterpret_cast<const uint8_t*>(pass.data()), pass.size()));
+    if (!deliver(std::span(reinterpret_cast<const uint8_t*>(pass.data()), pass.size()))) return;
   }
+}
+
+bool Console::deliver(std::span<const uint8_t> bytes) {
+  while (!bytes.empty()) {
+    bytes = bytes.subspan(input_(bytes));
+    if (bytes.empty()) break;
+    // The FIFO is full: stop reading the terminal (its own buffer holds the
+    // rest of a paste) and look again shortly; a guest at 115200 baud drains
+    // 64 bytes in about 5 ms.
+    pollfd stop = {stop_fd_.get(), POLLIN, 0};
+    if (::poll(&stop, 1, 2) > 0) return false;
+  }
+  return true;
 }
 
 void Console::stop_input() {

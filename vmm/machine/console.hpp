@@ -26,14 +26,18 @@ class Console {
   void write(std::span<const uint8_t> bytes);
   bool panic_seen() const { return panic_seen_.load(); }
 
-  // Starts forwarding stdin when it is a terminal. `input` receives bytes for
-  // the UART; `quit` is called on Ctrl-A x.
-  Result<void> start_input(std::function<void(std::span<const uint8_t>)> input, std::function<void()> quit);
+  // Starts forwarding stdin when it is a terminal. `input` offers bytes to the
+  // UART and returns how many it took (its FIFO is small); the rest is offered
+  // again once the guest drains it, so a paste is never cut short. `quit` is
+  // called on Ctrl-A x.
+  using InputFn = std::function<size_t(std::span<const uint8_t>)>;
+  Result<void> start_input(InputFn input, std::function<void()> quit);
   void stop_input();
 
  private:
   Console() = default;
   void input_loop();
+  bool deliver(std::span<const uint8_t> bytes);  // false when asked to stop
 
   UniqueFd out_;
   bool out_is_stdout_ = false;
@@ -44,7 +48,7 @@ class Console {
   termios saved_{};
   UniqueFd stop_fd_;
   std::thread input_thread_;
-  std::function<void(std::span<const uint8_t>)> input_;
+  InputFn input_;
   std::function<void()> quit_;
 };
 

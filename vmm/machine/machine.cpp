@@ -167,7 +167,7 @@ Machine::~Machine() {
 
 MachineExit Machine::run() {
   if (console_) {
-    auto r = console_->start_input([this](std::span<const uint8_t> b) { serial_->enqueue_input(b); },
+    auto r = console_->start_input([this](std::span<const uint8_t> b) { return serial_->enqueue_input(b); },
                                    [this] { request_stop({MachineExit::Kind::stopped, 0, "quit from the console"}); });
     if (!r) return {MachineExit::Kind::error, 0, r.error().message};
   }
