@@ -16,6 +16,7 @@
 #include "vmm/boot/layout.hpp"
 #include "vmm/machine/cmdline.hpp"
 #include "vmm/machine/disk_open.hpp"
+#include "vmm/machine/exit_dispatch.hpp"
 #include "vmm/machine/irq_lines.hpp"
 
 namespace cairn {
@@ -275,8 +276,8 @@ void Machine::vcpu_loop(unsigned index) {
     }
     kvm_run* run = v.run();
     switch (run->exit_reason) {
-      case KVM_EXIT_IO: handle_pio(v); break;
-      case KVM_EXIT_MMIO: handle_mmio(v); break;
+      case KVM_EXIT_IO: dispatch_pio(v.run(), pio_); break;
+      case KVM_EXIT_MMIO: dispatch_mmio(v.run(), mmio_); break;
       case KVM_EXIT_SHUTDOWN:
         fmt::print(stderr, "cairn: vCPU {} shut down (triple fault); its registers:\n{}\n", index, v.describe());
         request_stop({MachineExit::Kind::crash, 0,
@@ -304,29 +305,6 @@ void Machine::vcpu_loop(unsigned index) {
         request_stop({MachineExit::Kind::error, 0,
                       fmt::format("unhandled KVM exit {} on vCPU {}", run->exit_reason, index)});
     }
-  }
-}
-
-void Machine::handle_pio(VcpuFd& v) {
-  kvm_run* run = v.run();
-  auto* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
-  for (uint32_t i = 0; i < run->io.count; ++i) {
-    std::span<uint8_t> d(data + i * run->io.size, run->io.size);
-    if (run->io.direction == KVM_EXIT_IO_OUT) {
-      pio_.write(run->io.port, d);
-    } else if (!pio_.read(run->io.port, d)) {
-      std::memset(d.data(), 0xff, d.size());  // nothing there: the bus floats high
-    }
-  }
-}
-
-void Machine::handle_mmio(VcpuFd& v) {
-  kvm_run* run = v.run();
-  std::span<uint8_t> d(run->mmio.data, std::min<uint32_t>(run->mmio.len, sizeof(run->mmio.data)));
-  if (run->mmio.is_write) {
-    mmio_.write(run->mmio.phys_addr, d);
-  } else if (!mmio_.read(run->mmio.phys_addr, d)) {
-    std::memset(d.data(), 0xff, d.size());
   }
 }
 

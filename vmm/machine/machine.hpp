@@ -141,8 +141,6 @@ class Machine {
   // paused until another backend replaces it.
   void close_disk(size_t slot);
   void vcpu_loop(unsigned index);
-  void handle_pio(VcpuFd& v);
-  void handle_mmio(VcpuFd& v);
   void kick_all();
   void park(VcpuFd& v);
 
