@@ -99,9 +99,12 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
     if (total > kMaxImageGuestBytes) return bad("regions add up to more than 1 TiB");
     m.layout_.push_back(r);
   }
+  // Counted before the spans are built: a forged region size must not make
+  // the reader list billions of chunks before it notices.
+  uint64_t need = 0;
+  for (auto& r : m.layout_) need += (r.size + m.chunk_size_ - 1) / m.chunk_size_;
+  if (need != chunk_count) return bad(fmt::format("{} chunks in the index, the regions need {}", chunk_count, need));
   auto spans = chunk_spans(m.layout_, m.chunk_size_);
-  if (spans.size() != chunk_count)
-    return bad(fmt::format("{} chunks in the index, the regions need {}", chunk_count, spans.size()));
 
   m.index_.reserve(chunk_count);
   std::vector<std::pair<uint64_t, uint64_t>> ranges;  // stored byte ranges, for the overlap check

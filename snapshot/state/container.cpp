@@ -45,7 +45,8 @@ Result<std::vector<uint8_t>> encode_sections(std::span<const Section> sections) 
     put_u64(out, e + 8, off);
     put_u64(out, e + 16, s.payload.size());
     put_u64(out, e + 24, XXH3_64bits(s.payload.data(), s.payload.size()));
-    std::memcpy(out.data() + off, s.payload.data(), s.payload.size());
+    // An empty payload's data() may be null, and memcpy from null is UB even for 0 bytes.
+    if (!s.payload.empty()) std::memcpy(out.data() + off, s.payload.data(), s.payload.size());
     off += s.payload.size();
   }
   put_u64(out, 24, table_checksum(out, sections.size()));

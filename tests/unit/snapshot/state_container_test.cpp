@@ -42,6 +42,21 @@ TEST_CASE("state container: sections round trip in order") {
   }
 }
 
+// Regression (found by fuzz.checkpoint_parse under UBSan): an empty payload
+// (e.g. a vCPU with no MSRs) was memcpy'd from a null data() pointer.
+TEST_CASE("state container: empty payloads, first and last, round trip") {
+  std::vector<Section> in{{36, 0, {}}, {1, 0, {'{', '}'}}, {36, 1, {}}};
+  auto bytes = encode_sections(in);
+  REQUIRE(bytes);
+  CHECK(bytes->size() == kStateHeaderSize + kStateEntrySize * in.size() + 2);
+  auto out = decode_sections(*bytes, "state.bin");
+  REQUIRE(out);
+  REQUIRE(out->size() == 3);
+  CHECK((*out)[0].payload.empty());
+  CHECK((*out)[1].payload == in[1].payload);
+  CHECK((*out)[2].payload.empty());
+}
+
 TEST_CASE("state container: every single bit flip is refused") {
   auto bytes = *encode_sections(sample_sections());
   for (size_t off = 0; off < bytes.size(); ++off)
