@@ -28,7 +28,9 @@
 //   chunk is one LZ4 block (LZ4_compress_default) of the chunk's present pages
 //   concatenated in page order, or those bytes raw when lz4 would not make
 //   them smaller. Chunks may appear in any order (they are written by several
-//   threads); their ranges never overlap.
+//   threads); their ranges never overlap. A reader accepts bytes that no
+//   index entry points to between them; cairn's writer leaves none (a chunk
+//   stored again during a live checkpoint moves the others up at the end).
 //
 // Chunk index (chunk_count * 88 bytes, at index_offset), entry i for chunk i:
 //   0   8  offset of the stored bytes
@@ -46,6 +48,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -94,6 +97,7 @@ struct MemoryImageStats {
   uint64_t stored_pages = 0;
   uint64_t zero_pages = 0;
   uint64_t chunks = 0;
+  uint64_t compacted_bytes = 0;  // earlier copies of chunks stored again, removed by finish()
 };
 
 // Writes the image of `regions` into `fd` (an empty file opened for writing),
@@ -153,6 +157,34 @@ struct ChunkSpan {
   uint64_t length = 0;
 };
 std::vector<ChunkSpan> chunk_spans(std::span<const RegionLayout> layout, uint32_t chunk_size);
+
+// The writer behind write_memory_image, for a checkpoint taken while the guest
+// runs: store every chunk, then store again the chunks the guest (or a
+// device) wrote since, any number of times; finish() writes the index and
+// the header. Regions must stay mapped until finish().
+class MemoryImageWriter {
+ public:
+  static Result<MemoryImageWriter> create(int fd, std::span<const RamRegion> regions,
+                                          const MemoryImageOptions& opts = {});
+  size_t chunk_count() const { return spans_.size(); }
+  // The chunk holding guest-physical address gpa, if any region holds it.
+  std::optional<size_t> chunk_of(uint64_t gpa) const;
+  // Reads, compresses and appends these chunks (each at most once in the list).
+  Result<void> store(std::span<const size_t> chunks);
+  Result<void> store_all();
+  Result<MemoryImageStats> finish();
+
+ private:
+  MemoryImageWriter() = default;
+  int fd_ = -1;
+  MemoryImageOptions opts_;
+  std::vector<RamRegion> regions_;
+  std::vector<ChunkSpan> spans_;
+  std::vector<ChunkEntry> entries_;
+  uint64_t cursor_ = 0;  // next free byte for chunk data
+  uint64_t unreferenced_bytes_ = 0;
+};
+
 
 // Runs fn(i) for i in [0, count) on up to `threads` threads (0: one per CPU);
 // stops handing out work after the first error and returns it.

@@ -1,12 +1,12 @@
 // Writes a memory image (format in memory_image.hpp): chunks are scanned for
 // zero pages and compressed by a pool of threads, each appending its result
-// at a reserved file offset; the index and the header go last.
+// at a reserved file offset; chunks may be stored again (a live checkpoint);
+// the index and the header go last.
 #include <lz4.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
-#include <atomic>
 #include <mutex>
 
 #include "snapshot/memory/bytes.hpp"
@@ -72,30 +72,48 @@ Result<void> check_regions(std::span<const RamRegion> regions, uint32_t chunk_si
 }
 }  // namespace
 
-Result<MemoryImageStats> write_memory_image(int fd, std::span<const RamRegion> regions,
-                                            const MemoryImageOptions& opts) {
+Result<MemoryImageWriter> MemoryImageWriter::create(int fd, std::span<const RamRegion> regions,
+                                                    const MemoryImageOptions& opts) {
   if (auto r = check_regions(regions, opts.chunk_size); !r) return std::unexpected(r.error());
+  MemoryImageWriter w;
+  w.fd_ = fd;
+  w.opts_ = opts;
+  w.regions_.assign(regions.begin(), regions.end());
   std::vector<RegionLayout> layout;
   for (auto& r : regions) layout.push_back({r.gpa, r.size});
-  const auto spans = chunk_spans(layout, opts.chunk_size);
-  const uint64_t data_start = kMemoryHeaderSize + kMemoryRegionEntrySize * regions.size();
+  w.spans_ = chunk_spans(layout, opts.chunk_size);
+  w.entries_.assign(w.spans_.size(), ChunkEntry{});
+  w.cursor_ = kMemoryHeaderSize + kMemoryRegionEntrySize * regions.size();
+  return w;
+}
 
-  std::vector<ChunkEntry> entries(spans.size());
-  std::mutex mu;
-  uint64_t cursor = data_start;  // next free byte for chunk data (guarded by mu)
-  std::atomic<uint64_t> stored_pages{0};
+std::optional<size_t> MemoryImageWriter::chunk_of(uint64_t gpa) const {
+  size_t first = 0;
+  for (auto& r : regions_) {
+    const uint64_t n = (r.size + opts_.chunk_size - 1) / opts_.chunk_size;
+    if (gpa >= r.gpa && gpa - r.gpa < r.size) return first + (gpa - r.gpa) / opts_.chunk_size;
+    first += n;
+  }
+  return std::nullopt;
+}
+
+Result<void> MemoryImageWriter::store(std::span<const size_t> chunks) {
   const std::string what = "memory image";
-
-  auto compress_one = [&](size_t i) -> Result<void> {
-    const ChunkSpan& cs = spans[i];
-    const uint8_t* base = regions[cs.region].host + cs.offset;
+  std::mutex mu;
+  auto compress_one = [&](size_t k) -> Result<void> {
+    const size_t i = chunks[k];
+    const ChunkSpan& cs = spans_[i];
+    const uint8_t* base = regions_[cs.region].host + cs.offset;
     const unsigned pages = static_cast<unsigned>(cs.length / kMemoryPageSize);
-    ChunkEntry& e = entries[i];
+    ChunkEntry e;
     thread_local std::vector<uint8_t> raw, packed;
     thread_local std::vector<bool> maybe;
     raw.clear();
-    const int fd_ram = regions[cs.region].fd;
+    const int fd_ram = regions_[cs.region].fd;
     const bool holes_known = fd_ram >= 0 && data_pages(fd_ram, cs.offset, cs.length, maybe);
+    // Pages are copied out before compressing: the guest may be writing them
+    // (a live checkpoint stores such a chunk again later), and lz4 must see
+    // stable input.
     for (unsigned p = 0; p < pages; ++p) {
       const uint8_t* page = base + uint64_t{p} * kMemoryPageSize;
       if ((holes_known && !maybe[p]) || page_is_zero(page)) continue;
@@ -103,8 +121,12 @@ Result<MemoryImageStats> write_memory_image(int fd, std::span<const RamRegion> r
       ++e.present_pages;
       raw.insert(raw.end(), page, page + kMemoryPageSize);
     }
-    if (e.present_pages == 0) return {};
-    stored_pages += e.present_pages;
+    if (e.present_pages == 0) {
+      std::lock_guard lk(mu);
+      if (entries_[i].present_pages) unreferenced_bytes_ += entries_[i].stored_size;
+      entries_[i] = e;
+      return {};
+    }
     packed.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
     int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(packed.data()),
                                  static_cast<int>(raw.size()), static_cast<int>(packed.size()));
@@ -118,33 +140,71 @@ Result<MemoryImageStats> write_memory_image(int fd, std::span<const RamRegion> r
     e.stored_size = static_cast<uint32_t>(out.size());
     e.checksum = XXH3_64bits(out.data(), out.size());
     {
+      // A chunk stored again goes to fresh bytes at the end: its old bytes
+      // stay unreferenced, so an image is never half-overwritten.
       std::lock_guard lk(mu);
-      e.offset = cursor;
-      cursor += out.size();
+      e.offset = cursor_;
+      cursor_ += out.size();
+      if (entries_[i].present_pages) unreferenced_bytes_ += entries_[i].stored_size;
     }
-    return pwrite_full(fd, e.offset, out, what);
+    entries_[i] = e;
+    return pwrite_full(fd_, e.offset, out, what);
   };
-  if (auto r = parallel_for(spans.size(), opts.threads, compress_one); !r) return std::unexpected(r.error());
+  return parallel_for(chunks.size(), opts_.threads, compress_one);
+}
 
-  // Region table + index, then the header that seals them.
-  std::vector<uint8_t> table(kMemoryRegionEntrySize * regions.size());
-  for (size_t i = 0; i < regions.size(); ++i) {
-    put_u64(table, i * kMemoryRegionEntrySize, regions[i].gpa);
-    put_u64(table, i * kMemoryRegionEntrySize + 8, regions[i].size);
+Result<void> MemoryImageWriter::store_all() {
+  std::vector<size_t> all(spans_.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return store(all);
+}
+
+Result<MemoryImageStats> MemoryImageWriter::finish() {
+  const std::string what = "memory image";
+  if (unreferenced_bytes_) {
+    // Close the gaps that earlier copies of re-stored chunks left: every
+    // byte of a finished image belongs to a checksummed chunk, so damage
+    // anywhere in it is found. Chunks only move toward the start.
+    std::vector<size_t> order;
+    for (size_t i = 0; i < entries_.size(); ++i)
+      if (entries_[i].present_pages) order.push_back(i);
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return entries_[a].offset < entries_[b].offset; });
+    uint64_t at = kMemoryHeaderSize + kMemoryRegionEntrySize * regions_.size();
+    std::vector<uint8_t> buf;
+    for (size_t i : order) {
+      ChunkEntry& e = entries_[i];
+      if (e.offset != at) {
+        buf.resize(e.stored_size);
+        if (auto r = pread_full(fd_, e.offset, buf, what); !r) return std::unexpected(r.error());
+        if (auto r = pwrite_full(fd_, at, buf, what); !r) return std::unexpected(r.error());
+        e.offset = at;
+      }
+      at += e.stored_size;
+    }
+    cursor_ = at;
   }
-  std::vector<uint8_t> index(kMemoryIndexEntrySize * entries.size());
-  for (size_t i = 0; i < entries.size(); ++i)
-    encode_entry(std::span(index).subspan(i * kMemoryIndexEntrySize, kMemoryIndexEntrySize), entries[i]);
-  const uint64_t index_offset = cursor;
+  // Region table + index, then the header that seals them.
+  std::vector<uint8_t> table(kMemoryRegionEntrySize * regions_.size());
+  for (size_t i = 0; i < regions_.size(); ++i) {
+    put_u64(table, i * kMemoryRegionEntrySize, regions_[i].gpa);
+    put_u64(table, i * kMemoryRegionEntrySize + 8, regions_[i].size);
+  }
+  std::vector<uint8_t> index(kMemoryIndexEntrySize * entries_.size());
+  uint64_t stored_pages = 0;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    encode_entry(std::span(index).subspan(i * kMemoryIndexEntrySize, kMemoryIndexEntrySize), entries_[i]);
+    stored_pages += entries_[i].present_pages;
+  }
+  const uint64_t index_offset = cursor_;
   const uint64_t file_bytes = index_offset + index.size();
 
   std::vector<uint8_t> header(kMemoryHeaderSize, 0);
   std::memcpy(header.data(), kMemoryMagic, sizeof(kMemoryMagic));
   put_u32(header, 8, kMemoryVersion);
   put_u32(header, 12, kMemoryPageSize);
-  put_u32(header, 16, opts.chunk_size);
-  put_u32(header, 20, static_cast<uint32_t>(regions.size()));
-  put_u64(header, 24, entries.size());
+  put_u32(header, 16, opts_.chunk_size);
+  put_u32(header, 20, static_cast<uint32_t>(regions_.size()));
+  put_u64(header, 24, entries_.size());
   put_u64(header, 32, index_offset);
   put_u64(header, 40, file_bytes);
   XXH3_state_t* st = XXH3_createState();
@@ -156,17 +216,28 @@ Result<MemoryImageStats> write_memory_image(int fd, std::span<const RamRegion> r
   put_u64(header, 56, XXH3_64bits_digest(st));
   XXH3_freeState(st);
 
-  if (auto r = pwrite_full(fd, index_offset, index, what); !r) return std::unexpected(r.error());
-  if (auto r = pwrite_full(fd, kMemoryHeaderSize, table, what); !r) return std::unexpected(r.error());
-  if (auto r = pwrite_full(fd, 0, header, what); !r) return std::unexpected(r.error());
+  if (auto r = pwrite_full(fd_, index_offset, index, what); !r) return std::unexpected(r.error());
+  if (unreferenced_bytes_ && ::ftruncate(fd_, static_cast<off_t>(file_bytes)) != 0)
+    return fail_errno("truncating the memory image");
+  if (auto r = pwrite_full(fd_, kMemoryHeaderSize, table, what); !r) return std::unexpected(r.error());
+  if (auto r = pwrite_full(fd_, 0, header, what); !r) return std::unexpected(r.error());
 
   MemoryImageStats s;
   s.file_bytes = file_bytes;
-  for (auto& r : regions) s.guest_bytes += r.size;
-  s.stored_pages = stored_pages.load();
+  for (auto& r : regions_) s.guest_bytes += r.size;
+  s.stored_pages = stored_pages;
   s.zero_pages = s.guest_bytes / kMemoryPageSize - s.stored_pages;
-  s.chunks = entries.size();
+  s.chunks = entries_.size();
+  s.compacted_bytes = unreferenced_bytes_;
   return s;
+}
+
+Result<MemoryImageStats> write_memory_image(int fd, std::span<const RamRegion> regions,
+                                            const MemoryImageOptions& opts) {
+  auto w = MemoryImageWriter::create(fd, regions, opts);
+  if (!w) return std::unexpected(w.error());
+  if (auto r = w->store_all(); !r) return std::unexpected(r.error());
+  return w->finish();
 }
 
 }  // namespace cairn::snap

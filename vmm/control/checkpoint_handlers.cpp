@@ -5,7 +5,8 @@
 //     disks only. Every listed disk is frozen in the same pause and the VM
 //     goes on in its new top layer; config.json is updated to match.
 //     -> {"memory": bool, "guest_memory_bytes", "memory_file_bytes",
-//         "state_file_bytes", "paused_ms", "total_ms",
+//         "state_file_bytes", "paused_ms", "total_ms", "live_copy_ms", "live_rounds",
+//         "paused_chunks", "compacted_bytes", "pause_ms", "state_ms", "memory_ms",
 //         "frozen": [{"slot", "frozen", "new_top", "flush_ms", "import_ms", "relayer_ms",
 //                     "patched_blocks"}]}
 //     disks only also: "pause_ms" (stopping the vCPUs), "config_ms" (config.json)
@@ -92,6 +93,13 @@ void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm) {
              {"state_file_bytes", s->state_file_bytes},
              {"paused_ms", s->paused_ms},
              {"total_ms", s->total_ms},
+             {"live_copy_ms", s->live_copy_ms},
+             {"live_rounds", s->live_rounds},
+             {"paused_chunks", s->paused_chunks},
+             {"compacted_bytes", s->compacted_bytes},
+             {"pause_ms", s->pause_ms},
+             {"state_ms", s->state_ms},
+             {"memory_ms", s->memory_ms},
              {"frozen", frozen_json(s->frozen)}};
     } else {
       using clock = std::chrono::steady_clock;

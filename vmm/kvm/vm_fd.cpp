@@ -24,17 +24,37 @@ Result<VmFd> VmFd::create(const KvmSystem& kvm) {
   return vm;
 }
 
-Result<void> VmFd::map_memory(const GuestMemory& mem) {
+namespace {
+Result<void> set_slots(int vm_fd, const GuestMemory& mem, uint32_t flags) {
   uint32_t slot = 0;
   for (auto& r : mem.regions()) {
     kvm_userspace_memory_region region{};
     region.slot = slot++;
+    region.flags = flags;
     region.guest_phys_addr = r.gpa;
     region.memory_size = r.size;
     region.userspace_addr = reinterpret_cast<uint64_t>(r.host());
-    if (::ioctl(fd(), KVM_SET_USER_MEMORY_REGION, &region) != 0)
+    if (::ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region) != 0)
       return fail_errno("KVM_SET_USER_MEMORY_REGION slot {} ({:#x}+{:#x})", region.slot, r.gpa, r.size);
   }
+  return {};
+}
+}  // namespace
+
+Result<void> VmFd::map_memory(const GuestMemory& mem) { return set_slots(fd(), mem, 0); }
+
+Result<void> VmFd::set_dirty_logging(const GuestMemory& mem, bool on) {
+  if (auto r = set_slots(fd(), mem, on ? KVM_MEM_LOG_DIRTY_PAGES : 0); !r)
+    return std::unexpected(std::move(r.error()).context(on ? "turning on the dirty log" : "turning off the dirty log"));
+  return {};
+}
+
+Result<void> VmFd::take_dirty_log(uint32_t slot, std::vector<uint64_t>& bits, uint64_t pages) {
+  bits.assign((pages + 63) / 64, 0);
+  kvm_dirty_log log{};
+  log.slot = slot;
+  log.dirty_bitmap = bits.data();
+  if (::ioctl(fd(), KVM_GET_DIRTY_LOG, &log) != 0) return fail_errno("KVM_GET_DIRTY_LOG slot {}", slot);
   return {};
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "vmm/base/error.hpp"
 #include "vmm/base/guest_memory.hpp"
@@ -21,6 +22,11 @@ class VmFd {
 
   int fd() const { return fd_.get(); }
   Result<void> map_memory(const GuestMemory& mem);
+  // KVM's dirty page log on every slot of `mem` (slot i = region i), for
+  // checkpoints taken while the guest runs. Turning it on starts a clean log.
+  Result<void> set_dirty_logging(const GuestMemory& mem, bool on);
+  // Fetches and clears slot's log: bit p of `bits` set = page p written.
+  Result<void> take_dirty_log(uint32_t slot, std::vector<uint64_t>& bits, uint64_t pages);
   // Level of a GSI (KVM_IRQ_LINE).
   Result<void> set_irq_line(uint32_t gsi, bool high);
   Result<void> register_irqfd(int eventfd, uint32_t gsi);

@@ -39,6 +39,7 @@ struct MachineExit {
 };
 
 namespace snap {
+class MemoryImageWriter;
 struct DeviceStates;
 struct MachineState;
 }  // namespace snap
@@ -80,6 +81,13 @@ struct CheckpointStats {
   uint64_t zero_pages = 0;
   double paused_ms = 0;            // how long the guest was stopped
   double total_ms = 0;
+  double live_copy_ms = 0;         // memory copied while the guest ran (0: not running)
+  unsigned live_rounds = 0;        // passes of that copy (the first stores every chunk)
+  uint64_t paused_chunks = 0;      // memory chunks stored during the pause
+  double pause_ms = 0;             // of paused_ms: stopping the vCPUs
+  double state_ms = 0;             //   reading vCPU, VM and device state
+  double memory_ms = 0;            //   storing memory chunks
+  uint64_t compacted_bytes = 0;    // earlier copies of chunks stored again, removed from the file
   std::vector<FrozenDisk> frozen;  // the disks frozen in the same pause
 };
 
@@ -104,9 +112,10 @@ class Machine {
   // The full kernel command line the guest booted with.
   const std::string& kernel_cmdline() const { return cmdline_; }
 
-  // Standard checkpoint (format: docs/checkpoint-format.md): pauses the
-  // guest, saves vCPU, VM, device state and RAM into the new folder `dir`
-  // (it appears complete or not at all), then resumes a running guest.
+  // Standard checkpoint (format: docs/checkpoint-format.md): saves vCPU, VM,
+  // device state and RAM into the new folder `dir` (it appears complete or
+  // not at all). A running guest's RAM is copied while it runs; the guest is
+  // paused only to store what it wrote meanwhile and the small state.
   // `freeze`: disks re-layered in the same pause (see freeze_disks).
   Result<CheckpointStats> save_checkpoint(const std::string& dir, const std::vector<DiskFreeze>& freeze = {});
   // Freezes disks without saving memory (production checkpoints, disks-only
@@ -134,6 +143,14 @@ class Machine {
   // `boot`: load the kernel and set the boot registers (not when restoring).
   Result<void> setup_vcpus(bool boot = true);
   Result<snap::MachineState> capture_state();
+  struct LiveCopy {
+    unsigned rounds = 0;
+    std::vector<size_t> pending;  // chunks written since the last pass, for the pause
+  };
+  static constexpr unsigned kLiveCopyMaxRounds = 6;
+  static constexpr size_t kLiveCopyPausedChunks = 4;
+  Result<void> live_copy_memory(snap::MemoryImageWriter& writer, bool& logging, LiveCopy& out);
+  Result<std::vector<size_t>> take_dirty_chunks(const snap::MemoryImageWriter& writer, std::vector<size_t> also);
   // freeze_disks with the vCPUs already paused and device I/O drained.
   Result<std::vector<FrozenDisk>> freeze_disks_paused(const std::vector<DiskFreeze>& plan);
   Result<void> replace_disk(size_t slot, std::shared_ptr<BlockBackend> backend);

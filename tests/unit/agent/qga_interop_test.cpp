@@ -47,8 +47,19 @@ struct QemuGa {
   }
   ~QemuGa() {
     if (pid > 0) {
+      // qemu-ga can deadlock in its own shutdown when SIGTERM lands early
+      // (seen: SIGTERM consumed, main thread on a futex for minutes), so it
+      // gets 3 s before SIGKILL.
       ::kill(pid, SIGTERM);
-      ::waitpid(pid, nullptr, 0);
+      bool gone = false;
+      for (int i = 0; i < 150 && !gone; ++i) {
+        gone = ::waitpid(pid, nullptr, WNOHANG) == pid;
+        if (!gone) std::this_thread::sleep_for(20ms);
+      }
+      if (!gone) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
     }
     fs::remove_all(dir);
   }

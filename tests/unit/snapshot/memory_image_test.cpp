@@ -1,4 +1,5 @@
 #include <sys/stat.h>
+#include <xxhash.h>
 
 #include <catch2/catch.hpp>
 
@@ -183,4 +184,57 @@ TEST_CASE("memory image: holes of a memfd are skipped without being read") {
   REQUIRE(reader->load(back.regions, true));
   CHECK(std::memcmp(back.bufs[0].data(), host, size) == 0);
   ::munmap(p, size);
+}
+
+TEST_CASE("memory image: chunks stored again after the guest wrote them load their newest bytes") {
+  std::mt19937_64 rng(7);
+  FakeRam ram({{0, 6 * MiB}, {4ULL << 30, 2 * MiB}});
+  for (auto& b : ram.bufs) fill_random(b.data(), b.size(), rng);
+  auto fd = memfile();
+  auto w = MemoryImageWriter::create(fd.get(), ram.regions);
+  REQUIRE(w);
+  CHECK(w->chunk_count() == 4);
+  REQUIRE(w->store_all());
+  // As a running guest would: a page of chunk 1 changes, chunk 2 becomes all
+  // zero, a page of the second region's chunk changes; only those are stored again.
+  fill_random(ram.bufs[0].data() + 2 * MiB + 4096, 4096, rng);
+  std::fill(ram.bufs[0].begin() + 4 * MiB, ram.bufs[0].begin() + 6 * MiB, 0);
+  fill_random(ram.bufs[1].data() + 8192, 4096, rng);
+  CHECK(w->chunk_of(2 * MiB + 4096) == 1u);
+  CHECK(w->chunk_of(4 * MiB) == 2u);
+  CHECK(w->chunk_of((4ULL << 30) + 8192) == 3u);
+  CHECK_FALSE(w->chunk_of(6 * MiB).has_value());
+  std::vector<size_t> again{1, 2, 3};
+  REQUIRE(w->store(again));
+  auto s = w->finish();
+  REQUIRE(s);
+  // Three chunks of incompressible data were stored twice; chunk 2 is now
+  // absent; the image holds no stale bytes.
+  CHECK(s->compacted_bytes == 3 * 2 * MiB);
+  CHECK(s->file_bytes == 64 + 2 * 16 + 3 * 2 * MiB + 4 * 88);
+  CHECK(s->stored_pages == ram.pages() - 512);
+  CHECK(s->file_bytes == *file_size(fd.get()));
+  expect_loads_back(ram, fd.get());
+}
+
+TEST_CASE("memory image: a forged region size is refused before its chunks are listed") {
+  // 80 bytes: header, one region of 1 TiB, chunk size 4096, no index. Sealed
+  // with a valid checksum, so only the chunk count gives it away (268M chunks).
+  std::vector<uint8_t> img(64 + 16, 0);
+  std::memcpy(img.data(), kMemoryMagic, 8);
+  put_u32(img, 8, kMemoryVersion);
+  put_u32(img, 12, kMemoryPageSize);
+  put_u32(img, 16, 4096);
+  put_u32(img, 20, 1);
+  put_u64(img, 24, 0);
+  put_u64(img, 32, 80);
+  put_u64(img, 40, 80);
+  put_u64(img, 64 + 8, 1ULL << 40);
+  std::vector<uint8_t> sealed(img.begin(), img.begin() + 56);
+  sealed.insert(sealed.end(), img.begin() + 64, img.end());
+  put_u64(img, 56, XXH3_64bits(sealed.data(), sealed.size()));
+  auto r = MemoryImageReader::open(file_with(img), "forged");
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == Errc::corrupt);
+  CHECK_THAT(r.error().message, Catch::Contains("regions need 268435456"));
 }
