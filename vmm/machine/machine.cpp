@@ -228,6 +228,11 @@ void Machine::pause() {
   paused_ = true;
 }
 
+bool Machine::running_unpaused() const {
+  std::lock_guard lk(mu_);
+  return !threads_.empty() && !stop_requested_ && !pause_requested_;
+}
+
 void Machine::resume() {
   std::lock_guard lk(mu_);
   pause_requested_ = false;

@@ -143,6 +143,9 @@ class Machine {
   // `boot`: load the kernel and set the boot registers (not when restoring).
   Result<void> setup_vcpus(bool boot = true);
   Result<snap::MachineState> capture_state();
+  // The vCPUs run and nobody asked them to pause or stop: a checkpoint or a
+  // disk operation pauses them itself (and resumes them after).
+  bool running_unpaused() const;
   struct LiveCopy {
     unsigned rounds = 0;
     std::vector<size_t> pending;  // chunks written since the last pass, for the pause
@@ -181,7 +184,7 @@ class Machine {
   std::vector<std::shared_ptr<VirtioDevice>> virtio_devices_;
   std::vector<std::shared_ptr<MmioTransport>> transports_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   bool pause_requested_ = false;
   bool paused_ = false;

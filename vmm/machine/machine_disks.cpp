@@ -171,11 +171,7 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(const std::vector<D
 
 Result<DiskFreezeResult> Machine::freeze_disks(const std::vector<DiskFreeze>& plan) {
   std::lock_guard one_at_a_time(checkpoint_mu_);
-  bool pause_here = false;
-  {
-    std::lock_guard lk(mu_);
-    pause_here = !threads_.empty() && !stop_requested_ && !pause_requested_;
-  }
+  bool pause_here = running_unpaused();
   const auto t0 = std::chrono::steady_clock::now();
   if (pause_here) pause();
   const auto t_paused = std::chrono::steady_clock::now();
@@ -207,11 +203,7 @@ Result<void> Machine::merge_disk_layers(size_t slot, const std::string& parent, 
             std::filesystem::equivalent(layers[i + 1]->path(), parent, ec);
   if (!found)
     return fail(Errc::invalid_state, "disk {} has no layer {} over {}", slot, child, parent);
-  bool pause_here = false;
-  {
-    std::lock_guard lk(mu_);
-    pause_here = !threads_.empty() && !stop_requested_ && !pause_requested_;
-  }
+  bool pause_here = running_unpaused();
   if (pause_here) pause();
   const std::string top = cfg_.disks[slot].path;
   auto result = [&]() -> Result<void> {

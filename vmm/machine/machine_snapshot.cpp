@@ -220,11 +220,7 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   auto writer = snap::MemoryImageWriter::create(mem_fd->get(), regions, {.chunk_size = 256 << 10});
   if (!writer) return std::unexpected(writer.error());
 
-  bool running = false;
-  {
-    std::lock_guard lk(mu_);
-    running = !threads_.empty() && !stop_requested_ && !pause_requested_;
-  }
+  bool running = running_unpaused();
   // A running guest is copied while it runs; the pause then only stores the
   // chunks written since (see live_copy_memory).
   std::vector<size_t> pending;
@@ -244,11 +240,7 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
 
   // Quiesce: vCPUs at an instruction boundary, device threads idle, disks durable.
   const auto tp = std::chrono::steady_clock::now();
-  bool pause_here = false;
-  {
-    std::lock_guard lk(mu_);
-    pause_here = !threads_.empty() && !stop_requested_ && !pause_requested_;
-  }
+  bool pause_here = running_unpaused();
   if (pause_here) pause();
   stats.pause_ms = ms_since(tp);
   std::vector<VsockDevice*> paused_vsock;
