@@ -6,7 +6,8 @@
 //     goes on in its new top layer; config.json is updated to match.
 //     -> {"memory": bool, "guest_memory_bytes", "memory_file_bytes",
 //         "state_file_bytes", "paused_ms", "total_ms", "live_copy_ms", "live_rounds",
-//         "paused_chunks", "compacted_bytes", "pause_ms", "state_ms", "memory_ms",
+//         "memory_copy": "live"|"paused", "memory_copy_note" (why a running guest was
+//         copied in the pause), "paused_chunks", "compacted_bytes", "pause_ms", "state_ms", "memory_ms",
 //         "frozen": [{"slot", "frozen", "new_top", "flush_ms", "import_ms", "relayer_ms",
 //                     "patched_blocks"}]}
 //     disks only also: "pause_ms" (stopping the vCPUs), "config_ms" (config.json)
@@ -95,12 +96,14 @@ void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm) {
              {"total_ms", s->total_ms},
              {"live_copy_ms", s->live_copy_ms},
              {"live_rounds", s->live_rounds},
+             {"memory_copy", s->live_rounds ? "live" : "paused"},
              {"paused_chunks", s->paused_chunks},
              {"compacted_bytes", s->compacted_bytes},
              {"pause_ms", s->pause_ms},
              {"state_ms", s->state_ms},
              {"memory_ms", s->memory_ms},
              {"frozen", frozen_json(s->frozen)}};
+      if (!s->memory_copy_note.empty()) out["memory_copy_note"] = s->memory_copy_note;
     } else {
       using clock = std::chrono::steady_clock;
       auto ms = [](clock::time_point a, clock::time_point b) {

@@ -1,10 +1,15 @@
 #include "vmm/kvm/host_check.hpp"
 
+#include <cpuid.h>
 #include <sys/stat.h>
 
+#include <cstring>
+
+#include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <string_view>
 
 namespace cairn {
 
@@ -35,5 +40,26 @@ Result<std::string> check_host_kvm() {
   ss << f.rdbuf();
   return classify_host_kvm(dev, pvm, ss.str());
 }
+
+std::string hypervisor_signature() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 31))) return {};
+  __cpuid(0x40000000, a, b, c, d);
+  char sig[13] = {};
+  std::memcpy(sig, &b, 4);
+  std::memcpy(sig + 4, &c, 4);
+  std::memcpy(sig + 8, &d, 4);
+  return sig;
+}
+
+LiveCopyPolicy decide_live_copy(const std::string& hypervisor_signature, const char* env_override) {
+  if (env_override && std::string_view(env_override) == "0") return {false, "CAIRN_LIVE_COPY=0"};
+  if (env_override && std::string_view(env_override) == "1") return {true, {}};
+  if (hypervisor_signature == "TCGTCGTCGTCG")
+    return {false, "KVM's dirty log is not reliable under QEMU's TCG emulation (CAIRN_LIVE_COPY=1 forces it)"};
+  return {true, {}};
+}
+
+LiveCopyPolicy live_copy_policy() { return decide_live_copy(hypervisor_signature(), std::getenv("CAIRN_LIVE_COPY")); }
 
 }  // namespace cairn

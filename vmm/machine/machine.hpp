@@ -83,6 +83,7 @@ struct CheckpointStats {
   double total_ms = 0;
   double live_copy_ms = 0;         // memory copied while the guest ran (0: not running)
   unsigned live_rounds = 0;        // passes of that copy (the first stores every chunk)
+  std::string memory_copy_note;    // why a running guest's RAM was copied in the pause instead
   uint64_t paused_chunks = 0;      // memory chunks stored during the pause
   double pause_ms = 0;             // of paused_ms: stopping the vCPUs
   double state_ms = 0;             //   reading vCPU, VM and device state
@@ -152,6 +153,7 @@ class Machine {
   };
   static constexpr unsigned kLiveCopyMaxRounds = 6;
   static constexpr size_t kLiveCopyPausedChunks = 4;
+  Result<void> verify_image(const std::string& path, const std::vector<std::vector<uint8_t>>& expected) const;
   Result<void> live_copy_memory(snap::MemoryImageWriter& writer, bool& logging, LiveCopy& out);
   Result<std::vector<size_t>> take_dirty_chunks(const snap::MemoryImageWriter& writer, std::vector<size_t> also);
   // freeze_disks with the vCPUs already paused and device I/O drained.

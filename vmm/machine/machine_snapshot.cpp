@@ -18,6 +18,7 @@
 #include "snapshot/memory/memory_image.hpp"
 #include "snapshot/state/container.hpp"
 #include "snapshot/state/machine_state.hpp"
+#include "vmm/kvm/host_check.hpp"
 #include "vmm/machine/machine.hpp"
 
 namespace cairn {
@@ -195,6 +196,29 @@ Result<std::vector<size_t>> Machine::take_dirty_chunks(const snap::MemoryImageWr
   return out;
 }
 
+// Compares the image at `path` page by page with `expected` (one buffer per
+// region): a page that differs is a write the dirty logs missed.
+Result<void> Machine::verify_image(const std::string& path, const std::vector<std::vector<uint8_t>>& expected) const {
+  auto image = snap::MemoryImageReader::open(path);
+  if (!image) return std::unexpected(image.error());
+  std::vector<std::vector<uint8_t>> got;
+  std::vector<snap::RamRegion> regions;
+  for (auto& r : memory_.regions()) {
+    got.emplace_back(r.size, 0);
+    regions.push_back({r.gpa, r.size, got.back().data(), -1});
+  }
+  if (auto r = image->load(regions, /*already_zero=*/true); !r) return std::unexpected(r.error());
+  size_t bad = 0;
+  std::string first;
+  for (size_t i = 0; i < got.size(); ++i)
+    for (uint64_t off = 0; off < got[i].size(); off += GuestMemory::kPageSize)
+      if (std::memcmp(got[i].data() + off, expected[i].data() + off, GuestMemory::kPageSize) != 0) {
+        if (bad++ < 8) first += fmt::format(" {:#x}", regions[i].gpa + off);
+      }
+  if (bad) return fail(Errc::corrupt, "the memory image differs from the paused guest's RAM in {} pages:{}", bad, first);
+  return {};
+}
+
 Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, const std::vector<DiskFreeze>& freeze) {
   std::lock_guard one_at_a_time(checkpoint_mu_);
   const auto t0 = std::chrono::steady_clock::now();
@@ -220,7 +244,12 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   auto writer = snap::MemoryImageWriter::create(mem_fd->get(), regions, {.chunk_size = 256 << 10});
   if (!writer) return std::unexpected(writer.error());
 
+  // A running guest is copied while it runs where KVM's dirty log can be
+  // trusted (host_check.hpp); elsewhere its RAM is copied in the pause.
+  static const LiveCopyPolicy policy = live_copy_policy();
   bool running = running_unpaused();
+  if (running && !policy.live) stats.memory_copy_note = policy.why;
+  running = running && policy.live;
   // A running guest is copied while it runs; the pause then only stores the
   // chunks written since (see live_copy_memory).
   std::vector<size_t> pending;
@@ -273,6 +302,11 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
     if (auto r = writer->store_all(); !r) return std::unexpected(std::move(r.error()).context("saving guest memory"));
   }
   stats.memory_ms = ms_since(ts);
+  // CAIRN_VERIFY_MEMORY=1: keep the paused guest's RAM aside and compare the
+  // finished image with it (tests of the live copy; costs a copy of RAM).
+  std::vector<std::vector<uint8_t>> expected;
+  if (const char* v = std::getenv("CAIRN_VERIFY_MEMORY"); v && std::string_view(v) == "1")
+    for (auto& r : memory_.regions()) expected.emplace_back(r.host(), r.host() + r.size);
   // The disks as they are now belong to the checkpoint; the guest goes on in new layers.
   if (!freeze.empty()) {
     auto frozen = freeze_disks_paused(freeze);
@@ -293,6 +327,8 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   if (!mstats) return std::unexpected(std::move(mstats.error()).context("saving guest memory"));
 
   if (auto r = snap::fsync_fd(mem_fd->get(), mem_path); !r) return std::unexpected(r.error());
+  if (!expected.empty())
+    if (auto r = verify_image(mem_path, expected); !r) return std::unexpected(r.error());
   auto encoded = snap::encode_machine_state(*state);
   if (!encoded) return std::unexpected(encoded.error());
   auto state_bytes = write_file_synced(tmpl + "/" + kStateFile, *encoded);
