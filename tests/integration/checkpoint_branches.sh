@@ -54,9 +54,25 @@ run 0 "$CAIRN" vm set t --checkpoint-type standard
 run 0 "$CAIRN" vm start t --detach
 wait_for 180 "the guest reporting its state" said_since 0 "state mem=none disk="
 
+# The digest of checkpoint NAME's first disk as its frozen layer chain reads:
+# removing other checkpoints merges layers, which must not change it.
+declare -A disk_digest
+disk_of() {
+  "$CAIRN" checkpoint show t "$1" --json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual_disk_drives"][0])'
+}
+digest_of() {
+  local layer; layer=$(disk_of "$1")
+  "$CAIRN" disk convert "$layer" "$work/digest.raw" >/dev/null || fail "cannot read $1's disk $layer"
+  sha256sum < "$work/digest.raw" | cut -c1-16
+  rm -f "$work/digest.raw"
+}
+remember_disk() { disk_digest[$1]=$(digest_of "$1"); }
 # check NAME VALUE: applied and started, checkpoint NAME resumes with VALUE
 # in memory and on disk (the first state the restored guest prints).
 check() {
+  local d; d=$(digest_of "$1")
+  [ "$d" = "${disk_digest[$1]}" ] || fail "checkpoint $1's disk reads differently now ($d) than when it was made (${disk_digest[$1]})"
   run 0 "$CAIRN" checkpoint apply t "$1" --yes
   local off; off=$(log_size)
   run 0 "$CAIRN" vm start t --detach
@@ -76,16 +92,20 @@ check_all() {
 
 set_value A
 run 0 "$CAIRN" checkpoint create t cA
+remember_disk cA
 set_value B
 run 0 "$CAIRN" checkpoint create t cB
+remember_disk cB
 run 0 "$CAIRN" checkpoint apply t cA --yes
 off=$(log_size)
 run 0 "$CAIRN" vm start t --detach
 wait_for 60 "cA resuming" said_since "$off" "state mem=A disk=A"
 set_value C
 run 0 "$CAIRN" checkpoint create t cC
+remember_disk cC
 set_value D
 run 0 "$CAIRN" checkpoint create t cD
+remember_disk cD
 run 0 "$CAIRN" vm stop t
 run 0 "$CAIRN" checkpoint show t cC --json
 grep -q '"parent_checkpoint_id"' "$out/last.out" || fail "cC has no parent field"
@@ -116,6 +136,7 @@ wait_for 120 "the guest booting from cD's disk" said_since "$off" "state mem=non
 set_value P
 run 0 "$CAIRN" vm pause t
 run 0 "$CAIRN" checkpoint create t cP --json
+remember_disk cP
 grep -q '"memory_file_bytes"' "$out/last.out" || fail "the paused VM's checkpoint saved no memory"
 [ "$("$CAIRN" vm show t | sed -n 's/^state: *//p')" = paused ] || fail "the VM is not paused after its checkpoint"
 run 0 "$CAIRN" vm resume t

@@ -311,6 +311,10 @@ void Machine::vcpu_loop(unsigned index) {
                       fmt::format("unhandled KVM exit {} on vCPU {}", run->exit_reason, index)});
     }
   }
+  // kick_all() signals by thread id: a thread that has ended (and may have
+  // been joined, its id reused) must not be signalled again.
+  std::lock_guard lk(mu_);
+  thread_ids_[index] = {};
 }
 
 }  // namespace cairn
