@@ -32,10 +32,12 @@
 #include "snapshot/state/container.hpp"
 #include "snapshot/state/device_state.hpp"
 #include "snapshot/state/machine_state.hpp"
+#include "tests/unit/vmm/temp_dir.hpp"
 #include "vmm/base/mapping.hpp"
 #include "vmm/machine/machine.hpp"
 
 using namespace cairn;
+using cairn::test::TempDir;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -71,27 +73,6 @@ template <class T>
 void require_ok(const Result<T>& r, std::string_view what) {
   if (!r) FAIL(what << ": " << r.error().message);
 }
-
-// A fresh folder under $TMPDIR (or /tmp), removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/cairn-roundtrip-XXXXXX";
-    path_ = ::mkdtemp(tmpl.data()) ? tmpl : std::string();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // The default guest, found as `cairn run` finds it: through $CAIRN_IMAGES.
 MachineConfig guest_config(const std::string& console_log) {

@@ -3,9 +3,8 @@
 #include <cpuid.h>
 #include <sys/stat.h>
 
-#include <cstring>
-
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>

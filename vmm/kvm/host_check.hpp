@@ -14,10 +14,6 @@ Result<std::string> check_host_kvm();
 // Testable core: the contents of /proc/cpuinfo and whether kvm_pvm is loaded.
 Result<std::string> classify_host_kvm(bool dev_kvm_exists, bool pvm_loaded, const std::string& cpuinfo);
 
-}  // namespace cairn
-
-namespace cairn {
-
 // Whether KVM's dirty log can be trusted for copying a running guest's RAM
 // (live checkpoints), and why not. Under QEMU's TCG emulation of AMD-V (the
 // nested test host; CPUID leaf 0x40000000 says "TCGTCGTCGTCG") it cannot:

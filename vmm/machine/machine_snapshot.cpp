@@ -244,14 +244,13 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   auto writer = snap::MemoryImageWriter::create(mem_fd->get(), regions, {.chunk_size = 256 << 10});
   if (!writer) return std::unexpected(writer.error());
 
-  // A running guest is copied while it runs where KVM's dirty log can be
-  // trusted (host_check.hpp); elsewhere its RAM is copied in the pause.
+  // A running guest is copied while it runs, where KVM's dirty log can be
+  // trusted (host_check.hpp), and the pause then only stores the chunks
+  // written since (see live_copy_memory); elsewhere all of RAM is stored in the pause.
   static const LiveCopyPolicy policy = live_copy_policy();
-  bool running = running_unpaused();
-  if (running && !policy.live) stats.memory_copy_note = policy.why;
-  running = running && policy.live;
-  // A running guest is copied while it runs; the pause then only stores the
-  // chunks written since (see live_copy_memory).
+  const bool guest_runs = running_unpaused();
+  const bool running = guest_runs && policy.live;
+  if (guest_runs && !policy.live) stats.memory_copy_note = policy.why;
   std::vector<size_t> pending;
   bool logging = false;
   Finally stop_logging{[&] {
