@@ -48,7 +48,11 @@ namespace {
 constexpr const char* kCounter = "i=0; while true; do i=$((i+1)); echo count $i; sleep 0.2; done";
 constexpr uint64_t kGuestMemory = 128ULL << 20;
 constexpr unsigned kGuestCpus = 2;
-constexpr int kChainCycles = 20;
+// 20 links, or $CAIRN_ROUNDTRIP_CYCLES (more, to hunt a rare failure).
+int chain_cycles() {
+  const char* v = std::getenv("CAIRN_ROUNDTRIP_CYCLES");
+  return v && std::atoi(v) > 0 ? std::atoi(v) : 20;
+}
 
 // MSRs the checks below name or treat specially (numbers from Linux's
 // msr-index.h, kvm_para.h and hyperv-tlfs.h).
@@ -179,6 +183,49 @@ snap::MachineState load_state(const std::string& dir) {
   const std::string path = dir + "/state.bin";
   auto bytes = value_of(snap::read_small_file(path, snap::kStateMaxFileBytes), "reading " + path);
   return value_of(snap::decode_machine_state(bytes, path), "decoding " + path);
+}
+
+// Where a guest that stopped making progress stands: each vCPU's place, its
+// interrupt and timer state, and the UART's, from a checkpoint of the paused
+// machine. Printed when a check that the guest goes on fails.
+std::string progress_report(Machine& m, const std::string& dir) {
+  m.pause();
+  if (auto r = m.save_checkpoint(dir); !r) return "(no report: " + r.error().message + ")";
+  const snap::MachineState st = load_state(dir);
+  auto reg32 = [](const kvm_lapic_state& l, size_t off) {
+    uint32_t v;
+    std::memcpy(&v, l.regs + off, sizeof(v));
+    return v;
+  };
+  auto bits = [&](const kvm_lapic_state& l, size_t base) {
+    std::string out;
+    for (unsigned w = 0; w < 8; ++w)
+      if (uint32_t v = reg32(l, base + w * 0x10)) out += fmt::format(" {}:{:08x}", w, v);
+    return out.empty() ? std::string(" none") : out;
+  };
+  std::string s;
+  for (size_t i = 0; i < st.vcpus.size(); ++i) {
+    const snap::VcpuState& v = st.vcpus[i];
+    uint64_t tsc = 0, deadline = 0;
+    for (auto& e : v.msrs) {
+      if (e.index == snap::kMsrIa32Tsc) tsc = e.data;
+      if (e.index == snap::kMsrIa32TscDeadline) deadline = e.data;
+    }
+    s += fmt::format(
+        "vCPU {}: mp_state {} RIP {:#x} CS {:#x} RFLAGS {:#x} CR3 {:#x}; TSC {} deadline {} (in {:.1f} ms); "
+        "LVTT {:#x} TMICT {:#x} TMCCT {:#x} TPR {:#x}; IRR{}; ISR{}; events: irq injected {} nr {} nmi pending {} "
+        "exception pending {} injected {} nr {}\n",
+        i, v.mp_state.mp_state, v.regs.rip, v.sregs.cs.selector, v.regs.rflags, v.sregs.cr3, tsc, deadline,
+        deadline > tsc && v.tsc_khz ? double(deadline - tsc) / v.tsc_khz : 0.0, reg32(v.lapic, 0x320),
+        reg32(v.lapic, 0x380), reg32(v.lapic, 0x390), reg32(v.lapic, 0x80), bits(v.lapic, 0x200),
+        bits(v.lapic, 0x100), int(v.events.interrupt.injected), int(v.events.interrupt.nr),
+        int(v.events.nmi.pending), int(v.events.exception.pending), int(v.events.exception.injected),
+        int(v.events.exception.nr));
+  }
+  const auto& u = st.devices.serial;
+  s += fmt::format("UART: IER {:#x} LSR {:#x} MCR {:#x} THR-empty interrupt pending {}; IOAPIC pin 4 {:#x}\n", u.ier,
+                   u.lsr, u.mcr, u.thr_interrupt_pending, st.vm.ioapic.chip.ioapic.redirtbl[4].bits);
+  return s;
 }
 
 // --- Byte-wise comparison that names what differs -------------------------
@@ -573,6 +620,10 @@ TEST_CASE("a restored checkpoint saves back unchanged, runs on, and restores lea
     const auto after = counts(log);
     INFO("count " << last_count << " before the pause; the restored guest (" << run.state() << ") printed:\n"
                   << tail(log));
+    if (!went_on && !run.ended()) {
+      INFO(progress_report(*restored, tmp / "stuck-b"));
+      REQUIRE(went_on);
+    }
     REQUIRE(went_on);
     // The first complete line may be the one after a line the pause cut short.
     CHECK(after.front() > last_count);
@@ -594,7 +645,7 @@ TEST_CASE("a restored checkpoint saves back unchanged, runs on, and restores lea
   std::vector<uint64_t> rss;
   std::string from = dir_a;
   uint64_t held = last_count;
-  for (int cycle = 1; cycle <= kChainCycles; ++cycle) {
+  for (int cycle = 1; cycle <= chain_cycles(); ++cycle) {
     INFO("cycle " << cycle << ", restoring " << from << " (count " << held << ")");
     const std::string dir = tmp / fmt::format("cycle-{}", cycle);
     const std::string log = tmp / fmt::format("console-cycle-{}.log", cycle);
@@ -603,6 +654,10 @@ TEST_CASE("a restored checkpoint saves back unchanged, runs on, and restores lea
       RunningMachine run(*m);
       const bool went_on = wait_for(60s, run, [&] { return counts(read_text(log)).size() >= 3; });
       INFO("the machine " << run.state() << "; its console:\n" << tail(read_text(log)));
+      if (!went_on && !run.ended()) {
+        INFO(progress_report(*m, tmp / fmt::format("stuck-{}", cycle)));
+        REQUIRE(went_on);
+      }
       REQUIRE(went_on);
       m->pause();
       const auto c = counts(read_text(log));
