@@ -217,7 +217,7 @@ std::string progress_report(Machine& m, const std::string& dir) {
         "exception pending {} injected {} nr {}\n",
         i, v.mp_state.mp_state, v.regs.rip, v.sregs.cs.selector, v.regs.rflags, v.sregs.cr3, tsc, deadline,
         deadline > tsc && v.tsc_khz ? double(deadline - tsc) / v.tsc_khz : 0.0, reg32(v.lapic, 0x320),
-        reg32(v.lapic, 0x380), reg32(v.lapic, 0x390), reg32(v.lapic, 0x80), bits(v.lapic, 0x200),
+        reg32(v.lapic, 0x380), reg32(v.lapic, kLapicTimerCurrentCount), reg32(v.lapic, 0x80), bits(v.lapic, 0x200),
         bits(v.lapic, 0x100), int(v.events.interrupt.injected), int(v.events.interrupt.nr),
         int(v.events.nmi.pending), int(v.events.exception.pending), int(v.events.exception.injected),
         int(v.events.exception.nr));
@@ -226,6 +226,14 @@ std::string progress_report(Machine& m, const std::string& dir) {
   s += fmt::format("UART: IER {:#x} LSR {:#x} MCR {:#x} THR-empty interrupt pending {}; IOAPIC pin 4 {:#x}\n", u.ier,
                    u.lsr, u.mcr, u.thr_interrupt_pending, st.vm.ioapic.chip.ioapic.redirtbl[4].bits);
   return s;
+}
+
+// Fails the test when the guest did not go on; a machine that still runs is
+// reported (progress_report) along with what the caller's INFO says.
+void require_went_on(bool went_on, const RunningMachine& run, Machine& m, const std::string& report_dir) {
+  if (went_on) return;
+  INFO((run.ended() ? std::string("(the machine has ended)") : progress_report(m, report_dir)));
+  REQUIRE(went_on);
 }
 
 // --- Byte-wise comparison that names what differs -------------------------
@@ -620,11 +628,7 @@ TEST_CASE("a restored checkpoint saves back unchanged, runs on, and restores lea
     const auto after = counts(log);
     INFO("count " << last_count << " before the pause; the restored guest (" << run.state() << ") printed:\n"
                   << tail(log));
-    if (!went_on && !run.ended()) {
-      INFO(progress_report(*restored, tmp / "stuck-b"));
-      REQUIRE(went_on);
-    }
-    REQUIRE(went_on);
+    require_went_on(went_on, run, *restored, tmp / "stuck-b");
     // The first complete line may be the one after a line the pause cut short.
     CHECK(after.front() > last_count);
     CHECK(after.front() <= last_count + 2);
@@ -645,7 +649,8 @@ TEST_CASE("a restored checkpoint saves back unchanged, runs on, and restores lea
   std::vector<uint64_t> rss;
   std::string from = dir_a;
   uint64_t held = last_count;
-  for (int cycle = 1; cycle <= chain_cycles(); ++cycle) {
+  const int cycles = chain_cycles();
+  for (int cycle = 1; cycle <= cycles; ++cycle) {
     INFO("cycle " << cycle << ", restoring " << from << " (count " << held << ")");
     const std::string dir = tmp / fmt::format("cycle-{}", cycle);
     const std::string log = tmp / fmt::format("console-cycle-{}.log", cycle);
@@ -654,11 +659,7 @@ TEST_CASE("a restored checkpoint saves back unchanged, runs on, and restores lea
       RunningMachine run(*m);
       const bool went_on = wait_for(60s, run, [&] { return counts(read_text(log)).size() >= 3; });
       INFO("the machine " << run.state() << "; its console:\n" << tail(read_text(log)));
-      if (!went_on && !run.ended()) {
-        INFO(progress_report(*m, tmp / fmt::format("stuck-{}", cycle)));
-        REQUIRE(went_on);
-      }
-      REQUIRE(went_on);
+      require_went_on(went_on, run, *m, tmp / fmt::format("stuck-{}", cycle));
       m->pause();
       const auto c = counts(read_text(log));
       CHECK(c.front() > held);
