@@ -5,12 +5,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <memory>
 
 namespace cairn {
 
 namespace {
 constexpr std::string_view kPanicLine = "Kernel panic - not syncing";
+constexpr size_t kMaxPending = 4096;
 }
 
 Result<std::unique_ptr<Console>> Console::open(const std::string& spec) {
@@ -26,19 +28,57 @@ Result<std::unique_ptr<Console>> Console::open(const std::string& spec) {
   } else {
     return fail(Errc::invalid_argument, "console must be 'stdio' or 'file:PATH', not '{}'", spec);
   }
+  Console* raw = c.get();
+  c->flusher_ = std::thread([raw] { raw->flusher_loop(); });
   return c;
 }
 
-Console::~Console() { stop_input(); }
+Console::~Console() {
+  stop_input();
+  {
+    std::lock_guard lk(out_mu_);
+    closing_ = true;
+  }
+  out_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+  flush();
+}
 
-void Console::write(std::span<const uint8_t> bytes) {
+void Console::flush() {
+  std::lock_guard lk(out_mu_);
+  flush_locked();
+}
+
+void Console::flush_locked() {
   size_t off = 0;
-  while (off < bytes.size()) {
-    ssize_t n = ::write(out_.get(), bytes.data() + off, bytes.size() - off);
+  while (off < pending_.size()) {
+    ssize_t n = ::write(out_.get(), pending_.data() + off, pending_.size() - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // a closed terminal must not stop the guest
     off += static_cast<size_t>(n);
   }
+  pending_.clear();
+}
+
+// Writes out a partial line kFlushDelay after it began.
+void Console::flusher_loop() {
+  std::unique_lock lk(out_mu_);
+  for (;;) {
+    out_cv_.wait(lk, [this] { return closing_ || !pending_.empty(); });
+    if (closing_) return;
+    if (out_cv_.wait_for(lk, kFlushDelay, [this] { return closing_; })) return;
+    flush_locked();
+  }
+}
+
+void Console::write(std::span<const uint8_t> bytes) {
+  std::lock_guard lk(out_mu_);
+  const bool was_empty = pending_.empty();
+  pending_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  if (std::memchr(bytes.data(), '\n', bytes.size()) || pending_.size() >= kMaxPending)
+    flush_locked();
+  else if (was_empty)
+    out_cv_.notify_one();
   if (panic_seen_.load(std::memory_order_relaxed)) return;
   tail_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   if (tail_.find(kPanicLine) != std::string::npos) panic_seen_ = true;

@@ -2,11 +2,19 @@
 // log file, input from an interactive terminal (raw mode, restored on exit;
 // Ctrl-A x quits as in QEMU), and a watch for the kernel's panic line so that
 // a crash is not mistaken for a clean reboot.
+//
+// Output is buffered: the UART hands over one byte per guest port write, and
+// a write(2) per byte (with a reader woken per byte) costs more than the exit
+// that produced it. Whole lines go out at once; a partial line (a shell
+// prompt, typed characters echoed) goes out after at most kFlushDelay.
 #pragma once
 #include <termios.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -24,6 +32,9 @@ class Console {
 
   // Guest output (called by the UART, possibly from several vCPU threads).
   void write(std::span<const uint8_t> bytes);
+  // Writes out what is buffered (before the VMM speaks, and at the end).
+  void flush();
+  static constexpr std::chrono::milliseconds kFlushDelay{10};
   bool panic_seen() const { return panic_seen_.load(); }
 
   // Starts forwarding stdin when it is a terminal. `input` offers bytes to the
@@ -36,13 +47,21 @@ class Console {
 
  private:
   Console() = default;
+  void flush_locked();
+  void flusher_loop();
   void input_loop();
   bool deliver(std::span<const uint8_t> bytes);  // false when asked to stop
 
   UniqueFd out_;
   bool out_is_stdout_ = false;
-  std::string tail_;  // last bytes seen, for the panic watch
+  std::string tail_;  // last bytes seen, for the panic watch (under out_mu_)
   std::atomic<bool> panic_seen_{false};
+
+  std::mutex out_mu_;
+  std::condition_variable out_cv_;
+  std::string pending_;  // output not yet written (a partial line, or up to 4 KiB)
+  bool closing_ = false;
+  std::thread flusher_;
 
   bool raw_mode_ = false;
   termios saved_{};

@@ -186,7 +186,10 @@ MachineExit Machine::run() {
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   threads_.clear();
-  if (console_) console_->stop_input();
+  if (console_) {
+    console_->stop_input();
+    console_->flush();
+  }
   return e;
 }
 
