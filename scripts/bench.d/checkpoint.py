@@ -452,6 +452,10 @@ def bench_production(n):
             f"freeze_window_ms={st['freeze_window_ms']:.1f} disk_freeze_ms={st['disk_freeze_ms']:.1f} "
             f"total_ms={st['total_ms']:.1f} cli_wall_ms={wall * 1000:.1f}"
             + (f" precopy_ms={st['precopy_ms']:.1f} (raw disks copied before the freeze)" if "precopy_ms" in st else ""))
+        disks_st = st.get("disks", [])
+        log(f"    in the VMM: pause_ms={st.get('pause_ms', 0):.1f} paused_ms={st.get('paused_ms', 0):.1f} "
+            f"config_ms={st.get('config_ms', 0):.1f}; per disk flush/import/relayer ms: "
+            + " ".join(f"{d.get('flush_ms', 0):.1f}/{d.get('import_ms', 0):.1f}/{d.get('relayer_ms', 0):.1f}" for d in disks_st))
     con.next_tick(timeout=30)  # the guest writes on after the last checkpoint
     stop_vm(name)
     shutil.rmtree(os.path.join(home, "vms", name), ignore_errors=True)

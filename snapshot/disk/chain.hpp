@@ -72,6 +72,10 @@ std::string relative_parent(const std::string& child_path, const std::string& pa
 Result<void> create_base(const std::string& path, uint64_t size, uint32_t block_shift = kDefaultBlockShift);
 // A new empty child layer over PARENT (which must open cleanly as a chain).
 Result<void> create_child(const std::string& parent, const std::string& child);
+// The same, reading only PARENT's own layer: for a caller that opens the new
+// chain right after (which checks every link) and must be quick, as a disk
+// freeze in a production checkpoint.
+Result<void> create_child_of_top(const std::string& parent, const std::string& child);
 inline Result<std::unique_ptr<Chain>> open_chain(const std::string& top, bool writable) {
   return Chain::open(top, OpenOptions{.writable = writable});
 }

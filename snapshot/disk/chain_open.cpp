@@ -118,12 +118,25 @@ Result<void> create_base(const std::string& path, uint64_t size, uint32_t block_
   return Layer::create(path, CreateParams{.virtual_size = size, .block_shift = block_shift});
 }
 
-Result<void> create_child(const std::string& parent, const std::string& child) {
-  CAIRN_TRY_CTX(chain, Chain::open(parent), fmt::format("opening parent {}", parent));
-  const Header& h = chain->top().header();
+namespace {
+Result<void> create_over(const Header& h, const std::string& parent, const std::string& child) {
   ParentLink link{h.uuid, h.generation, relative_parent(child, parent)};
   return Layer::create(child, CreateParams{.virtual_size = h.virtual_size, .block_shift = h.block_shift,
                                            .parent = link});
+}
+}  // namespace
+
+Result<void> create_child(const std::string& parent, const std::string& child) {
+  CAIRN_TRY_CTX(chain, Chain::open(parent), fmt::format("opening parent {}", parent));
+  return create_over(chain->top().header(), parent, child);
+}
+
+Result<void> create_child_of_top(const std::string& parent, const std::string& child) {
+  auto layer = Layer::open(parent, false);
+  if (!layer) return std::unexpected(std::move(layer.error()).context(fmt::format("opening parent {}", parent)));
+  if ((*layer)->header().merge_kind != MergeKind::none)
+    return fail(Errc::invalid_state, "{} is in the middle of a merge; it cannot get a child now", parent);
+  return create_over((*layer)->header(), parent, child);
 }
 
 }  // namespace cairn::disk

@@ -110,36 +110,40 @@ struct Taken {
   json stats = json::object();
 };
 
-// `reload`: re-read config.json, which the VMM rewrote with the new disk
-// paths (also when it failed half-way); a production checkpoint does it
-// after the thaw, outside the freeze window.
-Result<Taken> take_with_vmm(VmSession& s, const std::vector<DiskFreeze>& plan, const std::string& memory_dir,
-                            bool reload = true) {
-  json args{{"freeze", plan_json(plan)}, {"dir", memory_dir.empty() ? json(nullptr) : json(memory_dir)}};
-  auto r = control_call(s.paths.control_socket, "checkpoint-save", args, kSaveTimeoutMs);
-  if (reload)
-    if (auto rr = s.reload_record(); !rr) return std::unexpected(rr.error());
-  if (!r) return std::unexpected(r.error());
+// The VMM's checkpoint-save reply as a Taken: per-disk figures under "disks".
+Taken taken_from_reply(json r) {
   Taken t;
-  t.memory = (*r)["memory"].get<bool>();
-  for (auto& f : (*r)["frozen"]) t.frozen.push_back({f["slot"].get<size_t>(), f["frozen"], f["new_top"]});
-  t.stats = *r;
+  t.memory = r["memory"].get<bool>();
   json per_disk = json::array();
-  for (auto& f : (*r)["frozen"]) {
+  for (auto& f : r["frozen"]) {
+    t.frozen.push_back({f["slot"].get<size_t>(), f["frozen"], f["new_top"]});
     json d = f;
     d.erase("frozen");
     d.erase("new_top");
     per_disk.push_back(std::move(d));
   }
-  t.stats.erase("frozen");
-  if (!per_disk.empty()) t.stats["disks"] = std::move(per_disk);
-  t.stats.erase("memory");
+  r.erase("frozen");
+  r.erase("memory");
+  if (!per_disk.empty()) r["disks"] = std::move(per_disk);
+  t.stats = std::move(r);
   return t;
 }
 
-// Production: freeze the guest's file systems through its agent, freeze the
-// disks, thaw. Errors before the freeze mean "no agent": the caller may fall
-// back to a standard checkpoint.
+// `reload`: re-read config.json, which the VMM rewrote with the new disk
+// paths (also when it failed half-way).
+Result<Taken> take_with_vmm(VmSession& s, const std::vector<DiskFreeze>& plan, const std::string& memory_dir) {
+  json args{{"freeze", plan_json(plan)}, {"dir", memory_dir.empty() ? json(nullptr) : json(memory_dir)}};
+  auto r = control_call(s.paths.control_socket, "checkpoint-save", args, kSaveTimeoutMs);
+  if (auto rr = s.reload_record(); !rr) return std::unexpected(rr.error());
+  if (!r) return std::unexpected(r.error());
+  return taken_from_reply(std::move(*r));
+}
+
+// Production: the guest agent freezes the guest's file systems, the disks
+// are frozen, the agent thaws. The VMM holds that conversation with the
+// agent itself, so the file systems stay frozen only for the disk freeze and
+// the thaw (the CLI's round trips to the VMM fall outside). Errors before the
+// freeze mean "no agent": the caller may fall back to a standard checkpoint.
 struct AgentFailure {
   Error error;
   bool before_freeze;
@@ -147,31 +151,20 @@ struct AgentFailure {
 std::expected<Taken, AgentFailure> take_production(VmSession& s, const std::vector<DiskFreeze>& plan) {
   auto ep = vm_agent_endpoint(s.store.home(), s.record.name);
   if (!ep) return std::unexpected(AgentFailure{ep.error(), true});
-  AgentTimeouts to;
-  to.connect = std::chrono::milliseconds(3000);
-  to.reply = std::chrono::milliseconds(10000);
-  auto client = AgentClient::connect(*ep, to);
-  if (!client) return std::unexpected(AgentFailure{client.error(), true});
-  const auto t0 = std::chrono::steady_clock::now();
-  auto n = client->fsfreeze_freeze();
-  if (!n) {
-    (void)client->fsfreeze_thaw();  // a partial freeze is undone by the agent; be sure
-    return std::unexpected(AgentFailure{n.error(), true});
-  }
-  const auto t_frozen = std::chrono::steady_clock::now();
-  auto taken = take_with_vmm(s, plan, {}, /*reload=*/false);
-  const auto t_save = std::chrono::steady_clock::now();
-  auto thawed = client->fsfreeze_thaw();
-  const auto t_thawed = std::chrono::steady_clock::now();
+  if (ep->kind != AgentEndpoint::Kind::hybrid_vsock)
+    return std::unexpected(AgentFailure{Error{Errc::unsupported, "the guest agent is not on the VM's vsock"}, true});
+  json agent{{"path", ep->path}, {"port", ep->port}, {"connect_ms", 3000}, {"reply_ms", 10000}};
+  json args{{"freeze", plan_json(plan)}, {"dir", nullptr}, {"agent", agent}};
+  auto r = control_call(s.paths.control_socket, "checkpoint-save", args, kSaveTimeoutMs);
   if (auto rr = s.reload_record(); !rr) return std::unexpected(AgentFailure{rr.error(), false});
-  if (!taken) return std::unexpected(AgentFailure{taken.error(), false});
-  if (!thawed)
-    return std::unexpected(AgentFailure{std::move(thawed.error()).context("thawing the guest (it thaws by itself after 10 s)"), false});
-  taken->stats["frozen_filesystems"] = *n;
-  taken->stats["freeze_ms"] = ms_between(t0, t_frozen);
-  taken->stats["freeze_window_ms"] = ms_between(t_frozen, t_thawed);
-  taken->stats["disk_freeze_ms"] = ms_between(t_frozen, t_save);
-  return std::move(*taken);
+  if (!r) return std::unexpected(AgentFailure{r.error(), false});
+  if (auto e = r->find("agent_error"); e != r->end())
+    return std::unexpected(AgentFailure{Error{Errc::failed, e->get<std::string>()}, true});
+  if (auto e = r->find("thaw_error"); e != r->end())
+    return std::unexpected(AgentFailure{
+        Error{Errc::failed, fmt::format("thawing the guest (it thaws by itself after 10 s): {}", e->get<std::string>())},
+        false});
+  return taken_from_reply(std::move(*r));
 }
 
 // Saved VM: its memory files are shared with the checkpoint (hard links; a

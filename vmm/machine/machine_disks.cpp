@@ -154,7 +154,7 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(const std::vector<D
       made = disk::convert_raw_to_cairn(top, f.import_path);
     }
     const auto t_imported = clock::now();
-    if (made) made = disk::create_child(frozen, f.new_top);
+    if (made) made = disk::create_child_of_top(frozen, f.new_top);  // reopen() checks the whole chain
     if (made) made = reopen(f.slot, f.new_top);
     if (!made) {
       ::unlink(f.new_top.c_str());

@@ -246,3 +246,28 @@ TEST_CASE("a corpus of corrupted headers never crashes the parser") {
   CHECK(refused > 0);
   CHECK(accepted + refused == 1500);
 }
+
+TEST_CASE("create_child_of_top reads only the parent's layer; the new chain reads as the parent did") {
+  TempDir dir;
+  auto base = make_layer_with_data(dir, "base");
+  REQUIRE(create_child(base, dir / "mid"));
+  REQUIRE(create_child_of_top(dir / "mid", dir / "top"));
+  CHECK(read_all(dir / "top") == read_all(base));
+  {
+    auto c = open_chain(dir / "top", false);
+    REQUIRE(c);
+    CHECK((*c)->layers().size() == 3);
+  }
+  SECTION("a parent in the middle of a merge gets no child") {
+    patch_header(dir / "top", [](Header& h) { h.merge_kind = MergeKind::absorbing_child; });
+    auto r = create_child_of_top(dir / "top", dir / "next");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::invalid_state);
+    CHECK_FALSE(std::filesystem::exists(dir / "next"));
+  }
+  SECTION("a missing parent") {
+    auto r = create_child_of_top(dir / "nothing", dir / "next");
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::not_found);
+  }
+}
