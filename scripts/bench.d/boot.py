@@ -71,9 +71,9 @@ def kernel_cmdline(log):
 # A verbose cairn boot (which also warms the page cache) tells the command line cairn gives.
 _, _, log = one_boot(cairn_cmd(EXTRA["verbose"]), False)
 cairn_line = kernel_cmdline(log)
-base = cairn_line[: -len(EXTRA["verbose"])].rstrip()
 if not cairn_line.endswith(EXTRA["verbose"]):
     sys.exit(f"unexpected cairn kernel command line: {cairn_line}")
+base = cairn_line[: -len(EXTRA["verbose"])].rstrip()
 _, _, log = one_boot(qemu_cmd(f"{base} {EXTRA['verbose']}"), False)
 if kernel_cmdline(log) != cairn_line:
     sys.exit(f"QEMU's guest got another command line: {kernel_cmdline(log)}")

@@ -29,6 +29,7 @@
 //     merges layer PATH into its child, a layer of disk N's chain.
 //   disks               -> {"disks": [{"path", "read_only"}]}  the layers in use
 #include <chrono>
+#include <optional>
 
 #include "guest-agent/client/agent_client.hpp"
 #include "vmm/control/vm_handlers.hpp"
@@ -108,39 +109,53 @@ double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_c
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-// A production checkpoint's disks: agent freeze, disk freeze, agent thaw.
-Result<json> save_production(VmControlContext& vm, const std::vector<DiskFreeze>& plan, const json& agent) {
-  auto ep = parse_agent(agent);
-  if (!ep) return std::unexpected(ep.error());
-  auto client = AgentClient::connect(*ep, parse_agent_timeouts(agent));
-  if (!client) return json{{"memory", false}, {"agent_error", client.error().message}};
+// A checkpoint without memory: every disk frozen in one pause, config.json
+// updated. With `agent` (a production checkpoint) the guest agent freezes the
+// file systems before and thaws them after.
+Result<json> save_disks(VmControlContext& vm, const std::vector<DiskFreeze>& plan, const json* agent) {
+  std::optional<AgentClient> client;
+  if (agent) {
+    auto ep = parse_agent(*agent);
+    if (!ep) return std::unexpected(ep.error());
+    auto c = AgentClient::connect(*ep, parse_agent_timeouts(*agent));
+    if (!c) return json{{"memory", false}, {"agent_error", c.error().message}};
+    client.emplace(std::move(*c));
+  }
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  auto n = client->fsfreeze_freeze();
-  if (!n) {
-    (void)client->fsfreeze_thaw();  // a partial freeze is undone by the agent; be sure
-    return json{{"memory", false}, {"agent_error", n.error().message}};
+  int64_t filesystems = 0;
+  if (client) {
+    auto n = client->fsfreeze_freeze();
+    if (!n) {
+      (void)client->fsfreeze_thaw();  // a partial freeze is undone by the agent; be sure
+      return json{{"memory", false}, {"agent_error", n.error().message}};
+    }
+    filesystems = *n;
   }
   const auto t_frozen = clock::now();
   auto f = vm.machine.freeze_disks(plan);
   const auto t_disks = clock::now();
-  auto thawed = client->fsfreeze_thaw();
+  Result<int64_t> thawed = int64_t{0};
+  if (client) thawed = client->fsfreeze_thaw();
   const auto t_thawed = clock::now();
   // Outside the window; before the reply, since the old top now belongs to the checkpoint.
   auto stored = store_disk_paths(vm);
   if (!f) return std::unexpected(f.error());
   if (!stored) return std::unexpected(stored.error());
+  const auto t_end = clock::now();
   json out = {{"memory", false},
               {"pause_ms", f->pause_ms},
               {"paused_ms", f->paused_ms},
-              {"config_ms", ms_between(t_thawed, clock::now())},
-              {"total_ms", ms_between(t0, clock::now())},
-              {"frozen_filesystems", *n},
-              {"freeze_ms", ms_between(t0, t_frozen)},
-              {"freeze_window_ms", ms_between(t_frozen, t_thawed)},
-              {"disk_freeze_ms", ms_between(t_frozen, t_disks)},
+              {"config_ms", ms_between(t_thawed, t_end)},
+              {"total_ms", ms_between(t0, t_end)},
               {"frozen", frozen_json(f->frozen)}};
-  if (!thawed) out["thaw_error"] = thawed.error().message;
+  if (client) {
+    out["frozen_filesystems"] = filesystems;
+    out["freeze_ms"] = ms_between(t0, t_frozen);
+    out["freeze_window_ms"] = ms_between(t_frozen, t_thawed);
+    out["disk_freeze_ms"] = ms_between(t_frozen, t_disks);
+    if (!thawed) out["thaw_error"] = thawed.error().message;
+  }
   return out;
 }
 }  // namespace
@@ -173,28 +188,11 @@ void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm) {
              {"memory_ms", s->memory_ms},
              {"frozen", frozen_json(s->frozen)}};
       if (!s->memory_copy_note.empty()) out["memory_copy_note"] = s->memory_copy_note;
-    } else if (auto agent = args.find("agent"); agent != args.end()) {
-      auto r = save_production(vm, *plan, *agent);
+    } else {
+      auto agent = args.find("agent");
+      auto r = save_disks(vm, *plan, agent == args.end() ? nullptr : &*agent);
       if (!r) return std::unexpected(r.error());
       out = std::move(*r);
-    } else {
-      using clock = std::chrono::steady_clock;
-      auto ms = [](clock::time_point a, clock::time_point b) {
-        return std::chrono::duration<double, std::milli>(b - a).count();
-      };
-      const auto t0 = clock::now();
-      auto f = vm.machine.freeze_disks(*plan);
-      const auto t_frozen = clock::now();
-      auto stored = store_disk_paths(vm);
-      if (!f) return std::unexpected(f.error());
-      if (!stored) return std::unexpected(stored.error());
-      const auto t1 = clock::now();
-      out = {{"memory", false},
-             {"pause_ms", f->pause_ms},
-             {"paused_ms", f->paused_ms},
-             {"config_ms", ms(t_frozen, t1)},
-             {"total_ms", ms(t0, t1)},
-             {"frozen", frozen_json(f->frozen)}};
     }
     return out;
   });

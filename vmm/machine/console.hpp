@@ -32,7 +32,7 @@ class Console {
 
   // Guest output (called by the UART, possibly from several vCPU threads).
   void write(std::span<const uint8_t> bytes);
-  // Writes out what is buffered (before the VMM speaks, and at the end).
+  // Writes out what is buffered (when the guest has stopped).
   void flush();
   static constexpr std::chrono::milliseconds kFlushDelay{10};
   bool panic_seen() const { return panic_seen_.load(); }
