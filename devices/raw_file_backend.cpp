@@ -137,12 +137,16 @@ void RawFileBackend::note_written(uint64_t offset, uint64_t len) {
     written_[b / 64] |= uint64_t{1} << (b % 64);
 }
 
-std::vector<uint64_t> RawFileBackend::take_written_blocks() {
+std::vector<uint64_t> RawFileBackend::take_written_blocks(bool keep_tracking) {
   std::lock_guard lk(track_mu_);
   std::vector<uint64_t> out;
   for (size_t w = 0; w < written_.size(); ++w)
     for (uint64_t bits = written_[w]; bits != 0; bits &= bits - 1)
       out.push_back(w * 64 + static_cast<uint64_t>(__builtin_ctzll(bits)));
+  if (keep_tracking) {
+    std::fill(written_.begin(), written_.end(), 0);
+    return out;
+  }
   track_block_ = 0;
   written_.clear();
   return out;

@@ -33,8 +33,9 @@ class RawFileBackend : public BlockBackend {
   void track_writes(uint64_t block_size);
   bool tracking() const;
   uint64_t tracked_block_size() const;
-  // The touched blocks in ascending order; tracking stops.
-  std::vector<uint64_t> take_written_blocks();
+  // The touched blocks in ascending order, forgotten here; tracking stops
+  // unless `keep_tracking` (a copy brought up to date while the guest runs).
+  std::vector<uint64_t> take_written_blocks(bool keep_tracking = false);
 
  private:
   RawFileBackend(UniqueFd fd, std::string path, uint64_t size, bool read_only);

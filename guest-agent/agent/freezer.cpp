@@ -99,6 +99,10 @@ Result<int> FreezeController::freeze() {
   }
   // Nothing frozen: the guest stays thawed, so its applications resume too.
   if (frozen == 0 && hooks_) (void)hooks_->run("thaw");
+  if (frozen > 0) {
+    frozen_at_ = std::chrono::steady_clock::now();
+    frozen_count_ = frozen;
+  }
   return frozen;
 }
 
@@ -106,6 +110,10 @@ Result<int> FreezeController::thaw(bool run_hooks) {
   auto mounts = fs_.mounts();
   if (!mounts) return std::unexpected(std::move(mounts.error()).context("listing mounts"));
   int n = thaw_each(*mounts);
+  if (n > 0 && frozen_at_) {
+    last_window_ = Window{std::chrono::steady_clock::now() - *frozen_at_, frozen_count_};
+    frozen_at_.reset();
+  }
   if (run_hooks && hooks_) {
     // A failing thaw hook does not undo the thaw; it is reported on stderr by the runner.
     (void)hooks_->run("thaw");

@@ -8,6 +8,8 @@
 // The OS calls sit behind FsOps and HookRunner so the sequencing and its
 // error paths are testable without root or a spare file system.
 #pragma once
+#include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,11 +67,22 @@ class FreezeController {
   // `run_hooks`).
   Result<int> thaw(bool run_hooks);
 
+  // The last freeze that was thawed again: from its last FIFREEZE to the
+  // last FITHAW (before the thaw hooks), the time the guest stood frozen.
+  struct Window {
+    std::chrono::steady_clock::duration frozen;
+    int filesystems;
+  };
+  std::optional<Window> last_window() const { return last_window_; }
+
  private:
   int thaw_all();
   int thaw_each(const std::vector<MountPoint>& ms);  // how many thawed
   FsOps& fs_;
   HookRunner* hooks_;
+  std::optional<std::chrono::steady_clock::time_point> frozen_at_;
+  int frozen_count_ = 0;
+  std::optional<Window> last_window_;
 };
 
 // The real thing: /proc/self/mountinfo, FIFREEZE/FITHAW.

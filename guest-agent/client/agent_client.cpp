@@ -236,4 +236,12 @@ Result<int64_t> AgentClient::fsfreeze_thaw() {
   return count_reply("guest-fsfreeze-thaw", execute("guest-fsfreeze-thaw"));
 }
 
+Result<double> AgentClient::freeze_window_ms() {
+  auto r = execute("cairn-fsfreeze-window");
+  if (!r) return std::unexpected(r.error());
+  if (!r->is_object() || !r->contains("frozen-ms") || !(*r)["frozen-ms"].is_number())
+    return fail(Errc::corrupt, "guest agent: cairn-fsfreeze-window: unexpected reply {}", r->dump());
+  return (*r)["frozen-ms"].get<double>();
+}
+
 }  // namespace cairn

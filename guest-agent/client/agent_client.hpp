@@ -68,6 +68,9 @@ class AgentClient {
   Result<FreezeStatus> fsfreeze_status();
   Result<int64_t> fsfreeze_freeze();  // number of file systems frozen
   Result<int64_t> fsfreeze_thaw();    // number thawed
+  // cairn's agent only (CommandNotFound from qemu-ga): the last freeze's
+  // window, frozen to thawed, in milliseconds as the guest timed it.
+  Result<double> freeze_window_ms();
 
  private:
   AgentClient(UniqueFd fd, AgentTimeouts t) : fd_(std::move(fd)), timeouts_(t) {}

@@ -41,6 +41,18 @@ class Chain {
   // Durable on return.
   Result<void> flush();
 
+  // A new top layer while the chain is in use (a disk frozen into a
+  // checkpoint), in two steps so that the slow part runs before the guest
+  // pauses. prepare_child() fixes the top's identity (its generation is
+  // bumped now if this session has not changed it yet), creates an empty
+  // child of it at `path` and opens it for writing, its own first change
+  // already made durable. push_child() commits the top, keeps it open as the
+  // read-only parent and puts `child` over it: no file is opened or read.
+  // pop_child() undoes push_child() and returns the child.
+  Result<std::unique_ptr<Layer>> prepare_child(const std::string& path);
+  Result<void> push_child(std::unique_ptr<Layer> child);
+  Result<std::unique_ptr<Layer>> pop_child();
+
   // Where block i is held below the top layer: layer index (0 = nowhere,
   // reads zeros) and that layer's entry.
   struct Below {
@@ -62,6 +74,12 @@ class Chain {
   std::vector<std::pair<uint64_t, uint64_t>> new_blocks_;  // (block, slot) of one write run
   std::mutex mu_;
 };
+
+// The checks between a child layer and its parent: identity (UUID and
+// generation), a merge in progress, size and block size.
+Result<void> check_link(const Layer& child, const Layer& parent);
+// Creates an empty child layer at `child` over the layer at `parent`, whose header is `h`.
+Result<void> create_over(const Header& h, const std::string& parent, const std::string& child);
 
 // Where a stored parent path points, for a child at child_path.
 std::string resolve_parent(const std::string& child_path, const std::string& stored);

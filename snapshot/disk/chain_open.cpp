@@ -25,8 +25,6 @@ std::string relative_parent(const std::string& child_path, const std::string& pa
   return rel.empty() ? parent.string() : rel.string();
 }
 
-namespace {
-
 Result<void> check_link(const Layer& child, const Layer& parent) {
   const Header& c = child.header();
   const Header& p = parent.header();
@@ -53,8 +51,6 @@ Result<void> check_link(const Layer& child, const Layer& parent) {
                 p.block_size(), child.path(), c.block_size());
   return {};
 }
-
-}  // namespace
 
 Result<std::unique_ptr<Chain>> Chain::open(const std::string& top_path, OpenOptions o) {
   std::unique_ptr<Chain> c(new Chain());
@@ -118,13 +114,11 @@ Result<void> create_base(const std::string& path, uint64_t size, uint32_t block_
   return Layer::create(path, CreateParams{.virtual_size = size, .block_shift = block_shift});
 }
 
-namespace {
 Result<void> create_over(const Header& h, const std::string& parent, const std::string& child) {
   ParentLink link{h.uuid, h.generation, relative_parent(child, parent)};
   return Layer::create(child, CreateParams{.virtual_size = h.virtual_size, .block_shift = h.block_shift,
                                            .parent = link});
 }
-}  // namespace
 
 Result<void> create_child(const std::string& parent, const std::string& child) {
   CAIRN_TRY_CTX(chain, Chain::open(parent), fmt::format("opening parent {}", parent));

@@ -74,6 +74,7 @@ Result<std::unique_ptr<Layer>> Layer::open(const std::string& path, bool writabl
   std::unique_ptr<Layer> l(new Layer());
   l->path_ = path;
   l->writable_ = writable;
+  l->opened_rw_ = writable;
   l->fd_ = UniqueFd(::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC));
   if (!l->fd_) return fail_errno("opening layer {}", path);
   // Writers exclude everyone; readers only exclude writers.
@@ -222,6 +223,23 @@ Result<void> Layer::commit() {
   unsynced_ = false;
   free_.insert(free_.end(), pending_free_.begin(), pending_free_.end());
   pending_free_.clear();
+  return {};
+}
+
+Result<void> Layer::end_writes() {
+  if (!writable_) return {};
+  if (auto r = commit(); !r) return r;
+  if (::flock(fd_.get(), LOCK_SH | LOCK_NB) != 0) return fail_errno("sharing the lock on layer {}", path_);
+  writable_ = false;
+  return {};
+}
+
+Result<void> Layer::resume_writes() {
+  if (writable_) return {};
+  if (!opened_rw_) return fail(Errc::invalid_state, "layer {} was opened read-only", path_);
+  if (::flock(fd_.get(), LOCK_EX | LOCK_NB) != 0)
+    return fail(Errc::busy, "layer {} is in use by another process", path_);
+  writable_ = true;
   return {};
 }
 

@@ -58,6 +58,13 @@ class Layer {
   Result<void> write_header(Header h);
   bool has_uncommitted() const { return !dirty_.empty() || unsynced_; }
   void note_data_written() { unsynced_ = true; }
+  // Ends this writable session in place (commit, then the exclusive lock
+  // becomes shared): the layer stays open as a parent, as a chain gaining a
+  // child needs it, without closing and reading it again.
+  Result<void> end_writes();
+  // Undoes end_writes() (the exclusive lock again), for a chain whose new
+  // child is taken off again.
+  Result<void> resume_writes();
 
  private:
   Layer() = default;
@@ -68,6 +75,7 @@ class Layer {
   std::string path_;
   UniqueFd fd_;
   bool writable_ = false;
+  bool opened_rw_ = false;  // the fd can write (resume_writes)
   bool changed_ = false;
   bool unsynced_ = false;
   Header hdr_;

@@ -9,7 +9,7 @@
 //         "memory_copy": "live"|"paused", "memory_copy_note" (why a running guest was
 //         copied in the pause), "paused_chunks", "compacted_bytes", "pause_ms", "state_ms", "memory_ms",
 //         "frozen": [{"slot", "frozen", "new_top", "flush_ms", "import_ms", "relayer_ms",
-//                     "patched_blocks"}]}
+//                     "patched_blocks", "live_patched_blocks"}]}
 //     disks only also: "pause_ms" (stopping the vCPUs), "config_ms" (config.json)
 //     With "agent": {"path": PATH, "port": N, "connect_ms": N, "reply_ms": N}
 //     (disks only: a production checkpoint) the VMM itself has the guest
@@ -17,6 +17,8 @@
 //     freezes the disks and has the agent thaw, so that the freeze window
 //     holds no round trip to the CLI. Extra reply fields: "frozen_filesystems",
 //     "freeze_ms" (the agent's freeze), "freeze_window_ms" (frozen .. thawed),
+//     "guest_freeze_window_ms" (the same as cairn's agent timed it in the guest),
+//     "prepare_ms" (the new layers made before the freeze),
 //     "disk_freeze_ms"; "agent_error" when the agent failed before anything
 //     was frozen (nothing changed: the caller may fall back), "thaw_error"
 //     when the disks were frozen but the thaw failed (the agent thaws by itself).
@@ -101,7 +103,8 @@ json frozen_json(const std::vector<FrozenDisk>& frozen) {
                  {"flush_ms", f.flush_ms},
                  {"import_ms", f.import_ms},
                  {"relayer_ms", f.relayer_ms},
-                 {"patched_blocks", f.patched_blocks}});
+                 {"patched_blocks", f.patched_blocks},
+                 {"live_patched_blocks", f.live_patched_blocks}});
   return a;
 }
 
@@ -123,6 +126,10 @@ Result<json> save_disks(VmControlContext& vm, const std::vector<DiskFreeze>& pla
   }
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
+  // The new layers are made before the guest's file systems freeze.
+  auto prepared = vm.machine.prepare_disk_freeze(plan);
+  if (!prepared) return std::unexpected(prepared.error());
+  const auto t_prepared = clock::now();
   int64_t filesystems = 0;
   if (client) {
     auto n = client->fsfreeze_freeze();
@@ -133,7 +140,7 @@ Result<json> save_disks(VmControlContext& vm, const std::vector<DiskFreeze>& pla
     filesystems = *n;
   }
   const auto t_frozen = clock::now();
-  auto f = vm.machine.freeze_disks(plan);
+  auto f = vm.machine.freeze_disks(*prepared);
   const auto t_disks = clock::now();
   Result<int64_t> thawed = int64_t{0};
   if (client) thawed = client->fsfreeze_thaw();
@@ -146,15 +153,18 @@ Result<json> save_disks(VmControlContext& vm, const std::vector<DiskFreeze>& pla
   json out = {{"memory", false},
               {"pause_ms", f->pause_ms},
               {"paused_ms", f->paused_ms},
+              {"prepare_ms", ms_between(t0, t_prepared)},
               {"config_ms", ms_between(t_thawed, t_end)},
               {"total_ms", ms_between(t0, t_end)},
               {"frozen", frozen_json(f->frozen)}};
   if (client) {
     out["frozen_filesystems"] = filesystems;
-    out["freeze_ms"] = ms_between(t0, t_frozen);
+    out["freeze_ms"] = ms_between(t_prepared, t_frozen);
     out["freeze_window_ms"] = ms_between(t_frozen, t_thawed);
     out["disk_freeze_ms"] = ms_between(t_frozen, t_disks);
     if (!thawed) out["thaw_error"] = thawed.error().message;
+    // The same window timed in the guest, after the fact (cairn's agent only).
+    else if (auto w = client->freeze_window_ms(); w) out["guest_freeze_window_ms"] = *w;
   }
   return out;
 }

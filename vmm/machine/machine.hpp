@@ -38,6 +38,11 @@ struct MachineExit {
   std::string detail;   // why, for crash and error
 };
 
+namespace disk {
+class Chain;
+class Layer;
+}  // namespace disk
+
 namespace snap {
 class MemoryImageWriter;
 struct DeviceStates;
@@ -55,6 +60,26 @@ struct DiskFreeze {
   // pause (when this VMM has no such record, the whole disk is copied).
   bool precopied = false;
 };
+// A disk freeze made ready while the guest runs (Machine::prepare_disk_freeze):
+// every new top layer is already created, opened and durable, and a
+// pre-copied raw disk's copy brought up to date, so that the pause only
+// switches each disk to its new layer. Dropped unused, it removes the new
+// layers (a raw disk's copy stays, good for another try).
+class PreparedDiskFreeze {
+ public:
+  struct Disk {
+    DiskFreeze plan;
+    std::unique_ptr<disk::Layer> child;   // the new top, open for writing; null: made in the pause
+    std::unique_ptr<disk::Chain> import;  // a pre-copied raw disk's copy, open for writing
+    uint64_t live_patched = 0;            // its blocks copied again before the pause
+  };
+  PreparedDiskFreeze();
+  PreparedDiskFreeze(PreparedDiskFreeze&&) noexcept;
+  PreparedDiskFreeze& operator=(PreparedDiskFreeze&&) noexcept;
+  ~PreparedDiskFreeze();
+  std::vector<Disk> disks;
+};
+
 struct FrozenDisk {
   size_t slot = 0;
   std::string frozen;   // the layer that now belongs to the checkpoint
@@ -62,8 +87,9 @@ struct FrozenDisk {
   // Where the pause went, for this disk.
   double flush_ms = 0;    // making the old top durable
   double import_ms = 0;   // a raw disk's changes since its pre-copy, into its base layer
-  double relayer_ms = 0;  // closing the old top, creating and opening the new one
+  double relayer_ms = 0;  // putting the new top over the old one
   uint64_t patched_blocks = 0;  // a pre-copied raw disk's blocks copied again in the pause
+  uint64_t live_patched_blocks = 0;  // ... and just before it, while the guest ran
 };
 // freeze_disks' result: the disks and what the guest's pause cost.
 struct DiskFreezeResult {
@@ -121,6 +147,11 @@ class Machine {
   Result<CheckpointStats> save_checkpoint(const std::string& dir, const std::vector<DiskFreeze>& freeze = {});
   // Freezes disks without saving memory (production checkpoints, disks-only
   // checkpoints): pauses unless paused, flushes, re-layers, resumes.
+  // prepare_disk_freeze() does what can be done before the pause; a caller
+  // with its own work between the two (the guest agent's freeze) calls it
+  // first, as the plan form does.
+  Result<PreparedDiskFreeze> prepare_disk_freeze(const std::vector<DiskFreeze>& plan);
+  Result<DiskFreezeResult> freeze_disks(PreparedDiskFreeze& prepared);
   Result<DiskFreezeResult> freeze_disks(const std::vector<DiskFreeze>& plan);
   // Starts noting the blocks the guest writes to raw disk `slot` (in units of
   // a cairn layer block), so that a copy of it taken from now on can be
@@ -156,8 +187,10 @@ class Machine {
   Result<void> verify_image(const std::string& path, const std::vector<std::vector<uint8_t>>& expected) const;
   Result<void> live_copy_memory(snap::MemoryImageWriter& writer, bool& logging, LiveCopy& out);
   Result<std::vector<size_t>> take_dirty_chunks(const snap::MemoryImageWriter& writer, std::vector<size_t> also);
+  // prepare_disk_freeze with checkpoint_mu_ held.
+  Result<PreparedDiskFreeze> prepare_disks(const std::vector<DiskFreeze>& plan);
   // freeze_disks with the vCPUs already paused and device I/O drained.
-  Result<std::vector<FrozenDisk>> freeze_disks_paused(const std::vector<DiskFreeze>& plan);
+  Result<std::vector<FrozenDisk>> freeze_disks_paused(PreparedDiskFreeze& prepared);
   Result<void> replace_disk(size_t slot, std::shared_ptr<BlockBackend> backend);
   // Ends the disk's backend session (its files are closed); the VM must be
   // paused until another backend replaces it.

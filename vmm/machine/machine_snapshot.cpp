@@ -266,6 +266,10 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
     stats.live_copy_ms = ms_since(tl);
   }
 
+  // The disks' new layers are made before the pause, which only switches to them.
+  auto prepared = prepare_disks(freeze);
+  if (!prepared) return std::unexpected(std::move(prepared.error()).context("preparing the disks' new layers"));
+
   // Quiesce: vCPUs at an instruction boundary, device threads idle, disks durable.
   const auto tp = std::chrono::steady_clock::now();
   bool pause_here = running_unpaused();
@@ -308,7 +312,7 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
     for (auto& r : memory_.regions()) expected.emplace_back(r.host(), r.host() + r.size);
   // The disks as they are now belong to the checkpoint; the guest goes on in new layers.
   if (!freeze.empty()) {
-    auto frozen = freeze_disks_paused(freeze);
+    auto frozen = freeze_disks_paused(*prepared);
     if (!frozen) return std::unexpected(std::move(frozen.error()).context("freezing the disks"));
     stats.frozen = std::move(*frozen);
   }

@@ -124,7 +124,8 @@ TEST_CASE("client: ping, info, freeze, status, thaw against the agent server") {
   auto info = c->info();
   REQUIRE(info);
   CHECK(info->version == kAgentVersion);
-  CHECK(info->commands.size() == 7);
+  CHECK(info->commands.size() == 8);
+  REQUIRE_FALSE(c->freeze_window_ms());  // nothing frozen and thawed yet
   CHECK(*c->fsfreeze_status() == FreezeStatus::thawed);
   CHECK(*c->fsfreeze_freeze() == 2);
   CHECK(*c->fsfreeze_status() == FreezeStatus::frozen);

@@ -1,3 +1,6 @@
+#include <chrono>
+#include <thread>
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -57,7 +60,8 @@ TEST_CASE("dispatcher: ping, sync, sync-delimited, info shapes") {
     CHECK(c["success-response"] == true);
   }
   CHECK(names == std::set<std::string>{"guest-sync", "guest-sync-delimited", "guest-ping", "guest-info",
-                                       "guest-fsfreeze-status", "guest-fsfreeze-freeze", "guest-fsfreeze-thaw"});
+                                       "guest-fsfreeze-status", "guest-fsfreeze-freeze", "guest-fsfreeze-thaw",
+                                       "cairn-fsfreeze-window"});
 }
 
 TEST_CASE("dispatcher: the request id is echoed") {
@@ -93,6 +97,7 @@ TEST_CASE("dispatcher: malformed, unknown and ill-typed requests get protocol er
 
 TEST_CASE("dispatcher: freeze, status, commands disabled while frozen, thaw") {
   Rig r;
+  require_error(r.exec("cairn-fsfreeze-window"), "GenericError", "no freeze has been thawed");
   CHECK(r.exec("guest-fsfreeze-status")["return"] == "thawed");
   CHECK(r.exec("guest-fsfreeze-freeze")["return"] == 2);
   CHECK(r.d.frozen());
@@ -105,9 +110,15 @@ TEST_CASE("dispatcher: freeze, status, commands disabled while frozen, thaw") {
     CHECK(c["enabled"] == (c["name"] != "guest-fsfreeze-freeze"));
   CHECK(r.fs.frozen_count() == 2);
 
+  require_error(r.exec("cairn-fsfreeze-window"), "GenericError", "no freeze has been thawed");  // still frozen
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK(r.exec("guest-fsfreeze-thaw")["return"] == 2);
   CHECK_FALSE(r.d.frozen());
   CHECK(r.fs.frozen_count() == 0);
+  // Frozen to thawed, timed by the agent: at least the 20 ms it stood frozen.
+  json w = r.exec("cairn-fsfreeze-window")["return"];
+  CHECK(w["filesystems"] == 2);
+  CHECK(w["frozen-ms"].get<double>() >= 20.0);
   CHECK(r.exec("guest-fsfreeze-status")["return"] == "thawed");
   // Thaw when nothing is frozen: 0, no thaw hook.
   auto hooks_before = r.hooks.calls.size();

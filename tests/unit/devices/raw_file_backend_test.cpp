@@ -91,5 +91,11 @@ TEST_CASE("raw file backend notes the blocks written while tracking, and only th
   CHECK_FALSE(b.tracking());
   REQUIRE(b.write(40 * 4096, one));                 // tracking has stopped
   b.track_writes(4096);                             // a new round starts empty
-  CHECK(b.take_written_blocks().empty());
+  CHECK(b.take_written_blocks(true).empty());
+  CHECK(b.tracking());                              // kept on
+  REQUIRE(b.write(2 * 4096, one));
+  CHECK(b.take_written_blocks(true) == std::vector<uint64_t>{2});
+  REQUIRE(b.write(3 * 4096, one));                  // only what came after the last take
+  CHECK(b.take_written_blocks() == std::vector<uint64_t>{3});
+  CHECK_FALSE(b.tracking());
 }
