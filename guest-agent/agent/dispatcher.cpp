@@ -95,6 +95,7 @@ json Dispatcher::execute(const std::string& name, const json& args, Clock::time_
     auto w = freezer_.last_window();
     if (!w) throw QgaError{kGenericError, "no freeze has been thawed yet"};
     return json{{"frozen-ms", std::chrono::duration<double, std::milli>(w->frozen).count()},
+                {"thaw-ms", std::chrono::duration<double, std::milli>(w->thaw).count()},
                 {"filesystems", w->filesystems}};
   }
   throw QgaError{kCommandNotFound, "The command " + name + " has not been found"};

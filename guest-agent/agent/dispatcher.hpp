@@ -21,8 +21,9 @@ namespace cairn {
 
 inline constexpr std::chrono::milliseconds kDefaultFreezeTimeout{10'000};
 inline constexpr const char* kAgentVersion = "cairn-agent 1.0";
-// {} -> {"frozen-ms": N, "filesystems": N}: the last freeze, frozen to thawed
-// as the guest timed it (qemu-ga has no such command).
+// {} -> {"frozen-ms": N, "thaw-ms": N, "filesystems": N}: the last freeze,
+// frozen to thawed as the guest timed it, and of that the FITHAW calls
+// (qemu-ga has no such command).
 inline constexpr std::string_view kFreezeWindowCommand = "cairn-fsfreeze-window";
 
 class Dispatcher {

@@ -109,9 +109,11 @@ Result<int> FreezeController::freeze() {
 Result<int> FreezeController::thaw(bool run_hooks) {
   auto mounts = fs_.mounts();
   if (!mounts) return std::unexpected(std::move(mounts.error()).context("listing mounts"));
+  const auto t0 = std::chrono::steady_clock::now();
   int n = thaw_each(*mounts);
   if (n > 0 && frozen_at_) {
-    last_window_ = Window{std::chrono::steady_clock::now() - *frozen_at_, frozen_count_};
+    const auto t1 = std::chrono::steady_clock::now();
+    last_window_ = Window{t1 - *frozen_at_, t1 - t0, frozen_count_};
     frozen_at_.reset();
   }
   if (run_hooks && hooks_) {

@@ -71,6 +71,7 @@ class FreezeController {
   // last FITHAW (before the thaw hooks), the time the guest stood frozen.
   struct Window {
     std::chrono::steady_clock::duration frozen;
+    std::chrono::steady_clock::duration thaw;  // of which the thaw itself (FITHAW calls)
     int filesystems;
   };
   std::optional<Window> last_window() const { return last_window_; }

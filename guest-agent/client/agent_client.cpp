@@ -236,12 +236,13 @@ Result<int64_t> AgentClient::fsfreeze_thaw() {
   return count_reply("guest-fsfreeze-thaw", execute("guest-fsfreeze-thaw"));
 }
 
-Result<double> AgentClient::freeze_window_ms() {
+Result<AgentClient::FreezeWindow> AgentClient::freeze_window() {
   auto r = execute("cairn-fsfreeze-window");
   if (!r) return std::unexpected(r.error());
-  if (!r->is_object() || !r->contains("frozen-ms") || !(*r)["frozen-ms"].is_number())
+  auto number = [&](const char* k) { return r->is_object() && r->contains(k) && (*r)[k].is_number(); };
+  if (!number("frozen-ms") || !number("thaw-ms"))
     return fail(Errc::corrupt, "guest agent: cairn-fsfreeze-window: unexpected reply {}", r->dump());
-  return (*r)["frozen-ms"].get<double>();
+  return FreezeWindow{(*r)["frozen-ms"].get<double>(), (*r)["thaw-ms"].get<double>()};
 }
 
 }  // namespace cairn

@@ -69,8 +69,13 @@ class AgentClient {
   Result<int64_t> fsfreeze_freeze();  // number of file systems frozen
   Result<int64_t> fsfreeze_thaw();    // number thawed
   // cairn's agent only (CommandNotFound from qemu-ga): the last freeze's
-  // window, frozen to thawed, in milliseconds as the guest timed it.
-  Result<double> freeze_window_ms();
+  // window, frozen to thawed, and of that the thaw, in milliseconds as the
+  // guest timed them.
+  struct FreezeWindow {
+    double frozen_ms = 0;
+    double thaw_ms = 0;
+  };
+  Result<FreezeWindow> freeze_window();
 
  private:
   AgentClient(UniqueFd fd, AgentTimeouts t) : fd_(std::move(fd)), timeouts_(t) {}

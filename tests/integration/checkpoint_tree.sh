@@ -96,8 +96,12 @@ wait_for 90 "the agent answering" "$CAIRN" agent a ping
 run 0 "$CAIRN" checkpoint create a p1 --json
 [ "$(field type)" = production ] || fail "p1 is not a production checkpoint: $(cat "$out/last.out")"
 window=$(field freeze_window_ms)
+guest_window=$(field guest_freeze_window_ms)
 frozen=$(field frozen_filesystems)
 [ -n "$window" ] && [ "${frozen:-0}" -ge 1 ] || fail "p1 reports no freeze: $(cat "$out/last.out")"
+# The agent's own timing: present, and a real duration (the thaw took time).
+awk -v g="$guest_window" 'BEGIN { exit !(g != "" && g + 0 > 0 && g + 0 < 10000) }' ||
+  fail "p1 reports no window timed in the guest: $(cat "$out/last.out")"
 grep -q '"memory_file_bytes"' "$out/last.out" && fail "a production checkpoint saved memory"
 p1_disk=$(sed -n '/virtual_disk_drives/{n;s/^ *"\([^"]*\)".*/\1/p}' "$out/last.out")
 "$CAIRN" disk convert "$p1_disk" "$work/p1.raw" >/dev/null || fail "cannot read p1's disk $p1_disk"
@@ -106,7 +110,7 @@ debugfs -R "cat /ticks" "$work/p1.raw" 2>/dev/null > "$work/p1.ticks"
 n=$(wc -l < "$work/p1.ticks")
 [ "$n" -ge 1 ] && seq 1 "$n" | sed 's/^/w/' | cmp -s - "$work/p1.ticks" ||
   fail "p1's /ticks is not w1..w$n: $(head -3 "$work/p1.ticks")"
-pass "production checkpoint: $frozen file system(s) frozen ${window} ms; its disk is clean and holds w1..w$n"
+pass "production checkpoint: $frozen file system(s) frozen ${window} ms (${guest_window} ms in the guest); its disk is clean and holds w1..w$n"
 
 # 4. No agent: production falls back to standard, production-only fails, the guest goes on.
 cp "$IMAGES/disk.ext4" "$work/b.ext4"

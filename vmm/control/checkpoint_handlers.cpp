@@ -17,7 +17,8 @@
 //     freezes the disks and has the agent thaw, so that the freeze window
 //     holds no round trip to the CLI. Extra reply fields: "frozen_filesystems",
 //     "freeze_ms" (the agent's freeze), "freeze_window_ms" (frozen .. thawed),
-//     "guest_freeze_window_ms" (the same as cairn's agent timed it in the guest),
+//     "guest_freeze_window_ms" (the same as cairn's agent timed it in the guest)
+//     and "guest_thaw_ms" (of that, the agent's FITHAW calls),
 //     "prepare_ms" (the new layers made before the freeze),
 //     "disk_freeze_ms"; "agent_error" when the agent failed before anything
 //     was frozen (nothing changed: the caller may fall back), "thaw_error"
@@ -164,7 +165,10 @@ Result<json> save_disks(VmControlContext& vm, const std::vector<DiskFreeze>& pla
     out["disk_freeze_ms"] = ms_between(t_frozen, t_disks);
     if (!thawed) out["thaw_error"] = thawed.error().message;
     // The same window timed in the guest, after the fact (cairn's agent only).
-    else if (auto w = client->freeze_window_ms(); w) out["guest_freeze_window_ms"] = *w;
+    else if (auto w = client->freeze_window(); w) {
+      out["guest_freeze_window_ms"] = w->frozen_ms;
+      out["guest_thaw_ms"] = w->thaw_ms;
+    }
   }
   return out;
 }

@@ -125,7 +125,7 @@ TEST_CASE("client: ping, info, freeze, status, thaw against the agent server") {
   REQUIRE(info);
   CHECK(info->version == kAgentVersion);
   CHECK(info->commands.size() == 8);
-  REQUIRE_FALSE(c->freeze_window_ms());  // nothing frozen and thawed yet
+  REQUIRE_FALSE(c->freeze_window());  // nothing frozen and thawed yet
   CHECK(*c->fsfreeze_status() == FreezeStatus::thawed);
   CHECK(*c->fsfreeze_freeze() == 2);
   CHECK(*c->fsfreeze_status() == FreezeStatus::frozen);

@@ -119,6 +119,8 @@ TEST_CASE("dispatcher: freeze, status, commands disabled while frozen, thaw") {
   json w = r.exec("cairn-fsfreeze-window")["return"];
   CHECK(w["filesystems"] == 2);
   CHECK(w["frozen-ms"].get<double>() >= 20.0);
+  CHECK(w["thaw-ms"].get<double>() >= 0.0);
+  CHECK(w["thaw-ms"].get<double>() <= w["frozen-ms"].get<double>());
   CHECK(r.exec("guest-fsfreeze-status")["return"] == "thawed");
   // Thaw when nothing is frozen: 0, no thaw hook.
   auto hooks_before = r.hooks.calls.size();
