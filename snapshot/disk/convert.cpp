@@ -6,16 +6,13 @@
 #include <algorithm>
 
 #include "snapshot/disk/io.hpp"
+#include "vmm/base/all_zero.hpp"
 #include "vmm/base/unique_fd.hpp"
 
 namespace cairn::disk {
 namespace {
 
 constexpr size_t kChunk = 1 << 20;
-
-bool all_zero(std::span<const uint8_t> b) {
-  return std::all_of(b.begin(), b.end(), [](uint8_t c) { return c == 0; });
-}
 
 }  // namespace
 

@@ -12,19 +12,12 @@
 #include "snapshot/memory/bytes.hpp"
 #include "snapshot/memory/file_io.hpp"
 #include "snapshot/memory/memory_image.hpp"
+#include "vmm/base/all_zero.hpp"
 
 namespace cairn::snap {
 
 namespace {
-bool page_is_zero(const uint8_t* p) {
-  uint64_t acc = 0;
-  for (size_t i = 0; i < kMemoryPageSize; i += 64) {
-    uint64_t w[8];
-    std::memcpy(w, p + i, sizeof(w));
-    acc |= w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7];
-  }
-  return acc == 0;
-}
+bool page_is_zero(const uint8_t* p) { return all_zero(std::span(p, kMemoryPageSize)); }
 
 // Marks in `maybe` the pages of [off, off+len) of `fd` that hold data; pages
 // in holes read as zero. Returns false when the fd cannot tell (no SEEK_DATA).

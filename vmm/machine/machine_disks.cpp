@@ -16,6 +16,7 @@
 #include "snapshot/disk/convert.hpp"
 #include "snapshot/disk/disk_backend.hpp"
 #include "snapshot/disk/merge.hpp"
+#include "vmm/base/all_zero.hpp"
 #include "vmm/machine/disk_open.hpp"
 #include "vmm/machine/machine.hpp"
 
@@ -57,8 +58,7 @@ Result<void> copy_blocks(RawFileBackend& raw, disk::Chain& copy, const std::vect
     if (off >= raw.size()) continue;
     auto piece = std::span(buf).first(static_cast<size_t>(std::min<uint64_t>(bs, raw.size() - off)));
     if (auto r = raw.read(off, piece); !r) return std::unexpected(r.error());
-    const bool zero = std::all_of(piece.begin(), piece.end(), [](uint8_t x) { return x == 0; });
-    auto r = zero ? copy.write_zeroes(off, piece.size()) : copy.write(off, piece);
+    auto r = all_zero(piece) ? copy.write_zeroes(off, piece.size()) : copy.write(off, piece);
     if (!r) return std::unexpected(r.error());
   }
   return copy.flush();
