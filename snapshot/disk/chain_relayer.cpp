@@ -23,14 +23,17 @@ Result<std::unique_ptr<Layer>> Chain::prepare_child(const std::string& path) {
     parent_path = t.path();
   }
   if (auto r = create_over(h, parent_path, path); !r) return std::unexpected(r.error());
+  auto drop = [&](Error e) -> Result<std::unique_ptr<Layer>> {
+    ::unlink(path.c_str());
+    return std::unexpected(std::move(e).context(fmt::format("opening the new layer {}", path)));
+  };
   auto child = Layer::open(path, true);
-  if (child) {
-    auto changed = (*child)->begin_change();
-    if (changed) return child;
-    child = std::unexpected(changed.error());
+  if (!child) return drop(std::move(child.error()));
+  if (auto r = (*child)->begin_change(); !r) {
+    child->reset();
+    return drop(std::move(r.error()));
   }
-  ::unlink(path.c_str());
-  return std::unexpected(std::move(child.error()).context(fmt::format("opening the new layer {}", path)));
+  return child;
 }
 
 Result<void> Chain::push_child(std::unique_ptr<Layer> child) {

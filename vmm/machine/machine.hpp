@@ -147,12 +147,10 @@ class Machine {
   Result<CheckpointStats> save_checkpoint(const std::string& dir, const std::vector<DiskFreeze>& freeze = {});
   // Freezes disks without saving memory (production checkpoints, disks-only
   // checkpoints): pauses unless paused, flushes, re-layers, resumes.
-  // prepare_disk_freeze() does what can be done before the pause; a caller
-  // with its own work between the two (the guest agent's freeze) calls it
-  // first, as the plan form does.
+  // prepare_disk_freeze() does what can be done before the pause (a caller
+  // may do its own work in between: the guest agent's freeze).
   Result<PreparedDiskFreeze> prepare_disk_freeze(const std::vector<DiskFreeze>& plan);
   Result<DiskFreezeResult> freeze_disks(PreparedDiskFreeze& prepared);
-  Result<DiskFreezeResult> freeze_disks(const std::vector<DiskFreeze>& plan);
   // Starts noting the blocks the guest writes to raw disk `slot` (in units of
   // a cairn layer block), so that a copy of it taken from now on can be
   // completed during a checkpoint's pause (DiskFreeze::precopied).

@@ -134,16 +134,19 @@ Result<PreparedDiskFreeze> Machine::prepare_disks(const std::vector<DiskFreeze>&
   for (auto& f : plan) {
     if (auto r = check_plan_entry(f, cfg_, disks_.size()); !r) return std::unexpected(r.error());
     PreparedDiskFreeze::Disk d{f, nullptr, nullptr, 0};
+    auto failed = [&](Error e) -> Result<PreparedDiskFreeze> {
+      return std::unexpected(std::move(e).context(fmt::format("disk {}", cfg_.disks[f.slot].path)));
+    };
     auto* raw = dynamic_cast<RawFileBackend*>(disks_[f.slot].get());
     if (auto* layered = dynamic_cast<disk::DiskBackend*>(disks_[f.slot].get())) {
       auto child = layered->chain().prepare_child(f.new_top);
-      if (!child) return std::unexpected(std::move(child.error()).context(fmt::format("disk {}", cfg_.disks[f.slot].path)));
+      if (!child) return failed(std::move(child.error()));
       d.child = std::move(*child);
     } else if (raw && f.precopied && raw->tracking() && !f.import_path.empty()) {
       auto copy = open_precopy(*raw, f.import_path, d.live_patched);
-      if (!copy) return std::unexpected(std::move(copy.error()).context(fmt::format("disk {}", cfg_.disks[f.slot].path)));
+      if (!copy) return failed(std::move(copy.error()));
       auto child = (*copy)->prepare_child(f.new_top);
-      if (!child) return std::unexpected(std::move(child.error()).context(fmt::format("disk {}", cfg_.disks[f.slot].path)));
+      if (!child) return failed(std::move(child.error()));
       d.import = std::move(*copy);
       d.child = std::move(*child);
     }
@@ -204,11 +207,13 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(PreparedDiskFreeze&
     FrozenDisk fd{f.slot, top, f.new_top, ms(t0, t_flushed), 0, 0, 0, d.live_patched};
     auto* layered = dynamic_cast<disk::DiskBackend*>(disks_[f.slot].get());
     auto* raw_file = dynamic_cast<RawFileBackend*>(disks_[f.slot].get());
+    auto changed = [&] {
+      return roll_back(Error{Errc::invalid_state, fmt::format("disk {} changed since its freeze was prepared", top)});
+    };
     if (d.child && d.import) {
       // A pre-copied raw disk: the last blocks written, then the copy with
       // its new child replaces the raw file, which is not written again.
-      if (!raw_file || !raw_file->tracking())
-        return roll_back(Error{Errc::invalid_state, fmt::format("disk {} changed since its freeze was prepared", top)});
+      if (!raw_file || !raw_file->tracking()) return changed();
       auto blocks = raw_file->take_written_blocks();
       if (auto r = copy_blocks(*raw_file, *d.import, blocks); !r)
         return roll_back(std::move(r.error()).context(fmt::format("bringing {} up to date", f.import_path)));
@@ -227,7 +232,7 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(PreparedDiskFreeze&
       fd.import_ms = ms(t_flushed, t_imported);
       fd.relayer_ms = ms(t_imported, clock::now());
     } else if (d.child) {
-      if (!layered) return roll_back(Error{Errc::invalid_state, fmt::format("disk {} changed since its freeze was prepared", top)});
+      if (!layered) return changed();
       if (auto r = layered->chain().push_child(std::move(d.child)); !r) {
         ::unlink(f.new_top.c_str());
         return roll_back(std::move(r.error()).context(fmt::format("freezing disk {}", top)));
@@ -265,12 +270,6 @@ Result<std::vector<FrozenDisk>> Machine::freeze_disks_paused(PreparedDiskFreeze&
     done.push_back(std::move(fd));
   }
   return done;
-}
-
-Result<DiskFreezeResult> Machine::freeze_disks(const std::vector<DiskFreeze>& plan) {
-  auto prep = prepare_disk_freeze(plan);
-  if (!prep) return std::unexpected(prep.error());
-  return freeze_disks(*prep);
 }
 
 Result<DiskFreezeResult> Machine::freeze_disks(PreparedDiskFreeze& prep) {

@@ -110,6 +110,14 @@ TEST_CASE("push_child refuses a layer that is not the top's child") {
   CHECK((*a)->depth() == 1);
   CHECK((*a)->top().writable());
 
+  SECTION("a child not open for writing is refused") {
+    auto ro = Layer::open(dir / "b-child", false);
+    REQUIRE(ro);
+    auto p = (*a)->push_child(std::move(*ro));
+    REQUIRE_FALSE(p);
+    CHECK(p.error().code == Errc::invalid_argument);
+    CHECK((*a)->depth() == 1);
+  }
   SECTION("a read-only chain gets no child") {
     b->reset();
     auto ro = open_chain(dir / "b", false);
