@@ -298,7 +298,9 @@ def bench_cairn_standard(mem):
         r["wall"].append(wall * 1000); r["bytes"].append(nbytes)
         log(f"  raw cairn {mem} checkpoint {i + 1}: paused_ms={st['paused_ms']:.1f} total_ms={st['total_ms']:.1f} "
             f"cli_wall_ms={wall * 1000:.1f} memory_file_bytes={st['memory_file_bytes']} "
-            f"state_file_bytes={st['state_file_bytes']}")
+            f"state_file_bytes={st['state_file_bytes']} memory_copy={st.get('memory_copy')} "
+            f"live_copy_ms={st.get('live_copy_ms', 0):.1f} live_rounds={st.get('live_rounds', 0)} "
+            f"paused_chunks={st.get('paused_chunks', 0)}")
         last = f"c{i}"
     for i in range(runs):
         _, _, _, apply_wall = cairn("checkpoint", "apply", name, last, "--yes")

@@ -79,7 +79,7 @@ check() {
   run 0 "$CAIRN" checkpoint apply t "$1" --yes
   local off; off=$(log_size)
   run 0 "$CAIRN" vm start t --detach
-  wait_for 60 "checkpoint $1 resuming" state_since "$off"
+  wait_resumed 60 t "$1" state_since "$off"
   # awk reads all its input (an early exit would fail the pipeline under pipefail)
   local first; first=$(since "$off" | awk '/^state / && !f { print; f = 1 }')
   [ "$first" = "state mem=$2 disk=$2" ] || fail "checkpoint $1 resumed with '$first', expected value $2 in memory and on disk"
@@ -102,7 +102,7 @@ remember_disk cB
 run 0 "$CAIRN" checkpoint apply t cA --yes
 off=$(log_size)
 run 0 "$CAIRN" vm start t --detach
-wait_for 60 "cA resuming" said_since "$off" "state mem=A disk=A"
+wait_resumed 60 t cA said_since "$off" "state mem=A disk=A"
 set_value C
 run 0 "$CAIRN" checkpoint create t cC
 remember_disk cC
@@ -148,6 +148,8 @@ set_value Q
 run 0 "$CAIRN" vm stop t
 run 0 "$CAIRN" checkpoint create t cOff --json
 grep -q '"memory_file_bytes"' "$out/last.out" && fail "the checkpoint of an off VM saved memory"
+run 2 "$CAIRN" checkpoint show t cOff --machine
+expect_in "$out/last.err" "holds disks only" "show --machine of a disks-only checkpoint gives no clear error"
 check cP P
 run 0 "$CAIRN" checkpoint apply t cOff --yes
 [ "$("$CAIRN" vm show t | sed -n 's/^state: *//p')" = off ] || fail "applying the off VM's checkpoint did not leave it off"
@@ -179,7 +181,7 @@ first_ck=$(sed -n 's/^ *"name": *"\(t ([0-9][0-9]\/[0-9][0-9]\/[0-9]\{4\} - [0-9
 [ -n "$first_ck" ] || fail "no checkpoint with a default name: $(cat "$out/last.out")"
 off=$(log_size)
 run 0 "$CAIRN" vm start t --detach
-wait_for 60 "cJ resuming" state_since "$off"
+wait_resumed 60 t cJ state_since "$off"
 [ "$(since "$off" | awk '/^state / && !f { print; f = 1 }')" = "state mem=R disk=R" ] || fail "cJ did not resume with R"
 run 0 "$CAIRN" vm stop t
 check "$first_ck" S

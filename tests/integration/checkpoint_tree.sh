@@ -55,6 +55,12 @@ echo "c1: raw disk copied in $(field precopy_ms) ms while running; paused $(fiel
 "$CAIRN" disk convert "$c1_disk" "$work/c1.raw" >/dev/null || fail "cannot read c1's disk $c1_disk"
 cmp "$work/c1.raw" "$work/a.ext4" || fail "c1's first layer differs from the raw disk as the checkpoint left it"
 rm -f "$work/c1.raw"
+# The saved machine, readable: the vCPU, the interrupt controllers, the disk's queue.
+run 0 "$CAIRN" checkpoint show a c1 --machine
+expect_in "$out/last.out" '^vCPU 0: mp_state [0-9]+ RIP 0x[0-9a-f]+' "show --machine names no vCPU"
+expect_in "$out/last.out" '^IOAPIC: IRR' "show --machine has no IOAPIC"
+expect_in "$out/last.out" '^virtio-blk 0: status 0xf ' "show --machine has no live virtio-blk"
+expect_in "$out/last.out" 'queue 0: size [0-9]+ next avail [0-9]+ next used [0-9]+' "show --machine has no queue"
 wait_for 60 "the guest counting past the checkpoint" counts_past a 0 $((after + 10))
 run 2 "$CAIRN" checkpoint apply a c1          # no terminal and no --yes: refused
 grep -q -- '--yes' "$out/last.err" || fail "apply without --yes does not say how to confirm"
@@ -62,7 +68,7 @@ run 0 "$CAIRN" checkpoint apply a c1 --yes
 state_is a saved || fail "after applying a standard checkpoint the VM is not saved: $("$CAIRN" vm show a)"
 off=$(log_size a)
 run 0 "$CAIRN" vm start a --detach
-wait_for 60 "the restored guest counting" counts_past a "$off" 1
+wait_resumed 60 a c1 counts_past a "$off" 1
 first=$(first_count a "$off")
 [ "$first" -ge "$before" ] && [ "$first" -le $((after + 2)) ] ||
   fail "after apply the count went on from $first; the checkpoint was taken between $before and $after"
@@ -77,7 +83,7 @@ for i in $(seq 1 "$cycles"); do
   run 0 "$CAIRN" checkpoint apply a c1 --yes
   off=$(log_size a)
   run 0 "$CAIRN" vm start a --detach
-  wait_for 60 "cycle $i counting" counts_past a "$off" 1
+  wait_resumed 60 a c1 counts_past a "$off" 1
   pid=$(vm_pid a)
   fds=$(ls /proc/"$pid"/fd | wc -l)
   rss=$(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status)

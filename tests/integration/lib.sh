@@ -43,6 +43,30 @@ wait_for() {
   done
 }
 
+# report_stuck VM CHECKPOINT: for a guest restored from CHECKPOINT that does
+# not go on, the machine as the checkpoint saved it and as it stands now
+# (paused and saved in a checkpoint of its own): vCPUs, timers, interrupts, devices.
+report_stuck() {
+  echo "--- the machine as checkpoint $2 saved it:"
+  "$CAIRN" checkpoint show "$1" "$2" --machine 2>&1 || true
+  echo "--- the machine now:"
+  { "$CAIRN" vm pause "$1" && "$CAIRN" checkpoint create "$1" stuck-report >/dev/null &&
+    "$CAIRN" checkpoint show "$1" stuck-report --machine; } 2>&1 || true
+}
+# wait_resumed SECONDS VM CHECKPOINT CMD...: wait_for, for a guest restored
+# from CHECKPOINT; when it does not get there, report_stuck says where it stands.
+wait_resumed() {
+  local secs=$1 vm=$2 ck=$3; shift 3
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $end ]; then
+      report_stuck "$vm" "$ck"
+      fail "timed out after ${secs}s waiting for checkpoint $ck resuming"
+    fi
+    sleep 0.5
+  done
+}
+
 # Stops every stored VM of $CAIRN_HOME and keeps their console logs in $out
 # (for `trap stop_vms_keep_logs EXIT` in tests that start VMs).
 # After a failure, the end of each console log is shown too: the test host's

@@ -32,6 +32,7 @@
 #include "snapshot/state/container.hpp"
 #include "snapshot/state/device_state.hpp"
 #include "snapshot/state/machine_state.hpp"
+#include "snapshot/state/state_report.hpp"
 #include "tests/unit/vmm/temp_dir.hpp"
 #include "vmm/base/mapping.hpp"
 #include "vmm/machine/machine.hpp"
@@ -191,41 +192,7 @@ snap::MachineState load_state(const std::string& dir) {
 std::string progress_report(Machine& m, const std::string& dir) {
   m.pause();
   if (auto r = m.save_checkpoint(dir); !r) return "(no report: " + r.error().message + ")";
-  const snap::MachineState st = load_state(dir);
-  auto reg32 = [](const kvm_lapic_state& l, size_t off) {
-    uint32_t v;
-    std::memcpy(&v, l.regs + off, sizeof(v));
-    return v;
-  };
-  auto bits = [&](const kvm_lapic_state& l, size_t base) {
-    std::string out;
-    for (unsigned w = 0; w < 8; ++w)
-      if (uint32_t v = reg32(l, base + w * 0x10)) out += fmt::format(" {}:{:08x}", w, v);
-    return out.empty() ? std::string(" none") : out;
-  };
-  std::string s;
-  for (size_t i = 0; i < st.vcpus.size(); ++i) {
-    const snap::VcpuState& v = st.vcpus[i];
-    uint64_t tsc = 0, deadline = 0;
-    for (auto& e : v.msrs) {
-      if (e.index == snap::kMsrIa32Tsc) tsc = e.data;
-      if (e.index == snap::kMsrIa32TscDeadline) deadline = e.data;
-    }
-    s += fmt::format(
-        "vCPU {}: mp_state {} RIP {:#x} CS {:#x} RFLAGS {:#x} CR3 {:#x}; TSC {} deadline {} (in {:.1f} ms); "
-        "LVTT {:#x} TMICT {:#x} TMCCT {:#x} TPR {:#x}; IRR{}; ISR{}; events: irq injected {} nr {} nmi pending {} "
-        "exception pending {} injected {} nr {}\n",
-        i, v.mp_state.mp_state, v.regs.rip, v.sregs.cs.selector, v.regs.rflags, v.sregs.cr3, tsc, deadline,
-        deadline > tsc && v.tsc_khz ? double(deadline - tsc) / v.tsc_khz : 0.0, reg32(v.lapic, 0x320),
-        reg32(v.lapic, 0x380), reg32(v.lapic, kLapicTimerCurrentCount), reg32(v.lapic, 0x80), bits(v.lapic, 0x200),
-        bits(v.lapic, 0x100), int(v.events.interrupt.injected), int(v.events.interrupt.nr),
-        int(v.events.nmi.pending), int(v.events.exception.pending), int(v.events.exception.injected),
-        int(v.events.exception.nr));
-  }
-  const auto& u = st.devices.serial;
-  s += fmt::format("UART: IER {:#x} LSR {:#x} MCR {:#x} THR-empty interrupt pending {}; IOAPIC pin 4 {:#x}\n", u.ier,
-                   u.lsr, u.mcr, u.thr_interrupt_pending, st.vm.ioapic.chip.ioapic.redirtbl[4].bits);
-  return s;
+  return snap::describe_machine_state(load_state(dir));
 }
 
 // Fails the test when the guest did not go on; a machine that still runs is

@@ -42,6 +42,10 @@ Result<void> rename_checkpoint(VmSession& s, const std::string& which, const std
 Result<void> remove_checkpoint(VmSession& s, const std::string& which, bool subtree, bool dry_run, Progress& p,
                                nlohmann::json& report);
 
+// The saved machine state of a standard checkpoint, as text (vCPUs, timers,
+// interrupt controllers, devices); Errc::invalid_argument for disks only.
+Result<std::string> describe_saved_machine(const VmSession& s, const tree::Checkpoint& c);
+
 // Stops a running VM (control "stop") and waits until its VMM has ended.
 Result<void> stop_vm_and_wait(const VmSession& s, int timeout_ms);
 

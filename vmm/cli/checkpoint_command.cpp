@@ -117,13 +117,22 @@ void add_list(CLI::App& group, CliContext& ctx) {
 void add_show(CLI::App& group, CliContext& ctx) {
   auto c = std::make_shared<Common>();
   auto* sub = group.add_subcommand("show", "show one checkpoint's data");
+  auto machine = std::make_shared<bool>(false);
   add_common(sub, *c, false);
   sub->add_option("NAME", c->which, "the checkpoint's name or ID")->required();
-  on_run(sub, ctx, [c]() -> int {
+  sub->add_flag("--machine", *machine,
+                "print the saved machine instead: each vCPU's place, timer and interrupts, and the devices' state");
+  on_run(sub, ctx, [c, machine]() -> int {
     auto s = VmSession::open(c->vm);
     if (!s) return report_error(s.error());
     auto cp = s->tree.resolve(c->which);
     if (!cp) return report_error(cp.error());
+    if (*machine) {
+      auto report = describe_saved_machine(*s, **cp);
+      if (!report) return report_error(report.error());
+      fmt::print("{}", *report);
+      return kExitOk;
+    }
     json j = tree::to_published_json(**cp);
     if (c->json) {
       fmt::print("{}\n", j.dump(2));
