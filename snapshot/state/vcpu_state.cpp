@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 namespace cairn::snap {
 
@@ -30,6 +31,34 @@ Result<std::vector<uint32_t>> readable_msrs(const VcpuFd& v, std::span<const uin
   return keep;
 }
 
+namespace {
+uint32_t lapic_reg(const kvm_lapic_state& l, size_t off) {
+  uint32_t v;
+  std::memcpy(&v, l.regs + off, sizeof(v));
+  return v;
+}
+bool vector_set(const kvm_lapic_state& l, size_t base, uint8_t vector) {
+  return (lapic_reg(l, base + (vector / 32) * 0x10) >> (vector % 32)) & 1;
+}
+}  // namespace
+
+bool keep_expired_timer(VcpuState& s) {
+  constexpr size_t kIsr = 0x100, kIrr = 0x200, kLvtTimer = 0x320;
+  const uint32_t lvtt = lapic_reg(s.lapic, kLvtTimer);
+  const bool deadline_mode = ((lvtt >> 17) & 3) == 2, masked = (lvtt >> 16) & 1;
+  const auto vector = static_cast<uint8_t>(lvtt & 0xff);
+  if (!deadline_mode || masked || vector_set(s.lapic, kIrr, vector) || vector_set(s.lapic, kIsr, vector)) return false;
+  kvm_msr_entry* deadline = nullptr;
+  const kvm_msr_entry* tsc = nullptr;
+  for (auto& m : s.msrs) {
+    if (m.index == kMsrIa32TscDeadline) deadline = &m;
+    if (m.index == kMsrIa32Tsc) tsc = &m;
+  }
+  if (!deadline || !tsc || deadline->data != 0) return false;
+  deadline->data = tsc->data;
+  return true;
+}
+
 Result<VcpuState> capture_vcpu(const VcpuFd& v, std::span<const uint32_t> msrs, size_t xsave_size) {
   VcpuState s;
   // KVM_GET_MP_STATE first: it makes the LAPIC accept pending INIT/SIPI
@@ -53,6 +82,7 @@ Result<VcpuState> capture_vcpu(const VcpuFd& v, std::span<const uint32_t> msrs, 
   if (!n) return std::unexpected(std::move(n.error()).context("saving MSRs"));
   if (*n != s.msrs.size())
     return fail(Errc::failed, "saving MSRs of vCPU {}: KVM refused MSR {:#x}", v.index(), s.msrs[*n].index);
+  keep_expired_timer(s);
   return s;
 }
 

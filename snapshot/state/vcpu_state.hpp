@@ -40,6 +40,17 @@ struct VmState {
 // The MSRs of `msr_index_list` (KVM_GET_MSR_INDEX_LIST) that this vCPU can read.
 Result<std::vector<uint32_t>> readable_msrs(const VcpuFd& v, std::span<const uint32_t> msr_index_list);
 
+// A TSC-deadline timer that expired while the vCPU was out of KVM_RUN is
+// counted as pending inside KVM, where no ioctl shows it: the deadline MSR
+// reads 0 and the timer's vector is not yet in the IRR. Saved that way, the
+// restored guest would wait for a tick that never comes (Linux arms the next
+// one from its timer interrupt). When the LAPIC timer is in deadline mode,
+// unmasked, its vector neither requested nor in service and the deadline 0,
+// the deadline is set to the vCPU's TSC: due at once after a restore. At
+// worst the guest sees one early tick, which Linux takes in its stride.
+// Returns whether it changed the state.
+bool keep_expired_timer(VcpuState& s);
+
 // `xsave_size` is KVM_CAP_XSAVE2's answer on the VM (0 or < 4096: plain KVM_GET_XSAVE).
 // The vCPU must not be running (the machine is paused).
 Result<VcpuState> capture_vcpu(const VcpuFd& v, std::span<const uint32_t> msrs, size_t xsave_size);
