@@ -69,7 +69,11 @@ int run_detached_child(const VmRecord& rec, const VmPaths& p, VmLock& lock) {
 
 // The parent waits until the child answers on its control socket, or dies.
 int wait_for_detached(const VmRecord& rec, const VmPaths& p, pid_t child, off_t log_start) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDetachWaitMs);
+  const bool restoring = !saved_state_dir(rec).empty();
+  const int wait_ms = restoring ? kDetachRestoreWaitMs : kDetachWaitMs;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  if (restoring && ::isatty(STDERR_FILENO))
+    fmt::print(stderr, "VM '{}': restoring its saved state...\n", rec.name);
   for (;;) {
     int status = 0;
     if (::waitpid(child, &status, WNOHANG) == child) {
@@ -92,7 +96,7 @@ int wait_for_detached(const VmRecord& rec, const VmPaths& p, pid_t child, off_t 
     }
     if (std::chrono::steady_clock::now() > deadline)
       return report_error(Error{Errc::timeout, fmt::format("VM '{}' (pid {}) did not answer on {} within {} s",
-                                                           rec.name, child, p.control_socket, kDetachWaitMs / 1000)});
+                                                           rec.name, child, p.control_socket, wait_ms / 1000)});
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }

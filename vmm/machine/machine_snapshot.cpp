@@ -353,7 +353,8 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
 
 Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const MachineConfig& cfg) {
   if (auto r = validate_machine_config(cfg); !r) return std::unexpected(r.error());
-  // Every file is read and checked before anything is built.
+  // The state file and the memory image's index are read and checked before
+  // anything is built; the memory's chunks as they are loaded, before the vCPUs.
   const std::string state_path = (fs::path(dir) / kStateFile).string();
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -364,7 +365,6 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const 
   if (!state) return std::unexpected(state.error());
   auto image = snap::MemoryImageReader::open((fs::path(dir) / kMemoryFile).string());
   if (!image) return std::unexpected(image.error());
-  if (auto r = image->verify_chunks(); !r) return std::unexpected(r.error());
   if (auto r = check_same_machine(*state, cfg); !r)
     return std::unexpected(std::move(r.error()).context(fmt::format("checkpoint {}", dir)));
 
@@ -376,6 +376,9 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const 
   if (layout != image->layout())
     return fail(Errc::corrupt, "checkpoint {}: the memory image's layout does not match {} MiB of guest memory", dir,
                 cfg.memory >> 20);
+  // One pass reads, checks and places every chunk. A damaged one fails the
+  // restore here, before any vCPU exists: the half-filled memory is dropped
+  // with the machine and the guest never runs on it.
   if (auto r = image->load(ram_regions(m->memory_), /*already_zero=*/true); !r)
     return std::unexpected(std::move(r.error()).context("restoring guest memory"));
   // In-kernel interrupt controllers, PIT and kvmclock, then the vCPUs, then
