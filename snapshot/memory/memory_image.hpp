@@ -135,11 +135,12 @@ class MemoryImageReader {
   // Every chunk's checksum is checked as it is read: on an error, `regions`
   // hold partial data and must not be run.
   Result<void> load(std::span<const RamRegion> regions, bool already_zero, unsigned threads = 0) const;
+  // Reads chunk i's stored bytes and checks them; `pages` receives its present
+  // pages, in page order. Safe from several threads at once.
+  Result<void> read_chunk(size_t i, std::vector<uint8_t>& stored, std::vector<uint8_t>& pages) const;
 
  private:
   MemoryImageReader() = default;
-  // Reads chunk i's stored bytes and checks them; `pages` receives the present pages.
-  Result<void> read_chunk(size_t i, std::vector<uint8_t>& stored, std::vector<uint8_t>& pages) const;
   // The same for a chunk whose pages are all present, straight into `dst`.
   Result<void> read_full_chunk(size_t i, std::vector<uint8_t>& stored, uint8_t* dst) const;
 

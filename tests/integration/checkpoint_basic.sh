@@ -62,6 +62,19 @@ expect_refused() {
   echo "refused as expected ($what): $(cat "$work/refused.err")"
 }
 
+# Like expect_refused, but the guest may have run before the VM stopped.
+expect_stopped() {
+  local what=$1 code=$2 pattern=$3 con=$work/refused.log; shift 3
+  rm -f "$con"
+  set +e
+  timeout 120 "$CAIRN" run --console "file:$con" "$@" 2>"$work/refused.err"
+  local rc=$?
+  set -e
+  [ "$rc" = "$code" ] || { cat "$work/refused.err"; fail "$what: exit code $rc, expected $code"; }
+  expect_in "$work/refused.err" "$pattern" "$what: no clear error message"
+  echo "stopped as expected ($what): $(cat "$work/refused.err")"
+}
+
 # run_case CPUS with-devices|no-devices
 run_case() {
   local cpus=$1 counter=$COUNTER
@@ -130,15 +143,25 @@ run_case() {
   done
 
   # Damaged checkpoints: a byte flipped in each file (header and body), a truncated image.
+  # Restored eagerly (CAIRN_LAZY_RESTORE=0), every damage is refused before the guest runs.
   local f off
   for f in state.bin memory.img; do
     for off in 20 $(( $(stat -c %s "$ck/$f") / 2 )); do
       rm -rf "$work/bad"; cp -r "$ck" "$work/bad"
       flip_byte "$work/bad/$f" "$off"
-      expect_refused "[$cpus vCPU] $f byte $off flipped" 8 'corrupt|checksum|truncated|cairn memory image|cairn state file|bytes' \
-        "${m[@]}" --restore "$work/bad"
+      CAIRN_LAZY_RESTORE=0 expect_refused "[$cpus vCPU] $f byte $off flipped" 8 \
+        'corrupt|checksum|truncated|cairn memory image|cairn state file|bytes' "${m[@]}" --restore "$work/bad"
     done
   done
+  # Restored lazily (the default), a damaged chunk is met while the guest
+  # runs: the VM stops with the error when the chunk is loaded, before the
+  # guest can read it; damaged metadata is still refused before it runs.
+  expect_stopped "[$cpus vCPU] memory.img chunk data flipped, lazy restore" 8 'chunk [0-9]+ checksum mismatch' \
+    "${m[@]}" --restore "$work/bad"
+  rm -rf "$work/bad"; cp -r "$ck" "$work/bad"
+  flip_byte "$work/bad/memory.img" 20
+  expect_refused "[$cpus vCPU] memory.img header flipped, lazy restore" 8 'corrupt|checksum|cairn memory image' \
+    "${m[@]}" --restore "$work/bad"
   rm -rf "$work/bad"; cp -r "$ck" "$work/bad"
   truncate -s -100 "$work/bad/memory.img"
   expect_refused "[$cpus vCPU] memory.img truncated" 8 'truncated|extended' "${m[@]}" --restore "$work/bad"

@@ -22,7 +22,7 @@ int exit_status_for(const MachineExit& e) {
     case MachineExit::Kind::stopped:
       if (!e.detail.empty()) fmt::print(stderr, "cairn: {}\n", e.detail);
       return kExitOk;
-    case MachineExit::Kind::error: return report_error(Error{Errc::failed, e.detail});
+    case MachineExit::Kind::error: return report_error(Error{e.code, e.detail});
   }
   return kExitFailed;
 }

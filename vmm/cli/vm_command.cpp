@@ -174,8 +174,12 @@ json vm_json(const VmRecord& rec, const VmPaths& p, const VmState& st) {
             {"config", machine_config_to_json(rec.machine)}, {"path", p.dir}};
   if (st.state != VmRunState::off) {
     j["pid"] = st.pid;
-    if (st.answered) j["uptime_ms"] = st.status.value("uptime_ms", 0);
-    else j["unreachable"] = st.unreachable_why;
+    if (st.answered) {
+      j["uptime_ms"] = st.status.value("uptime_ms", 0);
+      if (st.status.contains("memory_load")) j["memory_load"] = st.status["memory_load"];
+    } else {
+      j["unreachable"] = st.unreachable_why;
+    }
   }
   return j;
 }
@@ -221,8 +225,13 @@ int vm_show(const std::string& name, bool as_json) {
              display_state(vm->rec, vm->state));
   if (vm->state.state != VmRunState::off) {
     fmt::print("pid:      {}\n", vm->state.pid);
-    if (vm->state.answered) fmt::print("uptime:   {} s\n", vm->state.status.value("uptime_ms", 0) / 1000);
-    else fmt::print("control:  not answering ({})\n", vm->state.unreachable_why);
+    if (vm->state.answered) {
+      fmt::print("uptime:   {} s\n", vm->state.status.value("uptime_ms", 0) / 1000);
+      // A restored guest whose RAM is still arriving (lazy restore).
+      const json& l = vm->state.status.value("memory_load", json::object());
+      if (l.contains("done") && !l["done"].get<bool>())
+        fmt::print("restore:  {} of {} memory chunks loaded\n", l.value("loaded_chunks", 0), l.value("chunks", 0));
+    } else fmt::print("control:  not answering ({})\n", vm->state.unreachable_why);
   }
   fmt::print("vcpus:    {}\nmemory:   {}\nkernel:   {}\n", m.cpus, human_size(m.memory), m.kernel);
   if (!m.initrd.empty()) fmt::print("initrd:   {}\n", m.initrd);

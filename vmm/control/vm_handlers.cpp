@@ -9,13 +9,20 @@ using nlohmann::json;
 namespace {
 json status_of(VmControlContext& vm) {
   auto up = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - vm.started);
-  return {{"state", vm.machine.paused() ? "paused" : "running"},
-          {"pid", ::getpid()},
-          {"uptime_ms", up.count()},
-          {"vcpus", vm.machine.config().cpus},
-          {"memory", vm.machine.config().memory},
-          {"name", vm.record.name},
-          {"id", vm.record.id}};
+  json s = {{"state", vm.machine.paused() ? "paused" : "running"},
+            {"pid", ::getpid()},
+            {"uptime_ms", up.count()},
+            {"vcpus", vm.machine.config().cpus},
+            {"memory", vm.machine.config().memory},
+            {"name", vm.record.name},
+            {"id", vm.record.id}};
+  // A restored guest whose RAM is still arriving (lazy restore).
+  if (auto l = vm.machine.memory_load_stats())
+    s["memory_load"] = {{"chunks", l->chunks},     {"loaded_chunks", l->loaded_chunks},
+                        {"demand_chunks", l->demand_chunks}, {"faults", l->faults},
+                        {"done", l->done},  {"load_ms", l->load_ms}};
+  if (!vm.machine.restore_note().empty()) s["restore_note"] = vm.machine.restore_note();
+  return s;
 }
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "devices/bus.hpp"
+#include "snapshot/memory/lazy_loader.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/kvm/kvm_system.hpp"
@@ -36,6 +37,7 @@ struct MachineExit {
   enum class Kind { poweroff, reboot, crash, stopped, error } kind = Kind::poweroff;
   int status = 0;       // the guest command's exit status (debug-exit port), poweroff only
   std::string detail;   // why, for crash and error
+  Errc code = Errc::failed;  // error only: what kind (a damaged checkpoint is Errc::corrupt)
 };
 
 namespace disk {
@@ -163,6 +165,13 @@ class Machine {
   // A machine in the state saved in `dir`, ready for run() to continue the
   // guest. `cfg` must describe the same machine (memory, vCPUs, devices).
   static Result<std::unique_ptr<Machine>> restore(const std::string& dir, const MachineConfig& cfg);
+  // A restored machine whose RAM is still loading (lazy restore): how far it
+  // got. Empty when its memory was loaded before it ran, or it was booted.
+  std::optional<snap::LazyLoadStats> memory_load_stats() const;
+  // Why a restore loaded RAM before the guest ran, if it did.
+  const std::string& restore_note() const { return restore_note_; }
+  // Blocks until a lazily restored guest's RAM is all in (at once otherwise).
+  Result<void> wait_memory_loaded();
 
  private:
   Machine() = default;
@@ -173,6 +182,8 @@ class Machine {
   // `boot`: load the kernel and set the boot registers (not when restoring).
   Result<void> setup_vcpus(bool boot = true);
   Result<snap::MachineState> capture_state();
+  // Restore: puts the image's RAM in guest memory, lazily where the host allows.
+  Result<void> start_memory_load(std::shared_ptr<const snap::MemoryImageReader> image);
   // The vCPUs run and nobody asked them to pause or stop: a checkpoint or a
   // disk operation pauses them itself (and resumes them after).
   bool running_unpaused() const;
@@ -225,6 +236,10 @@ class Machine {
   std::atomic<bool> stop_requested_{false};
   std::optional<MachineExit> exit_;
   std::mutex checkpoint_mu_;  // one checkpoint at a time
+  std::string restore_note_;
+  // Last: destroyed first, once the vCPU threads are joined, while the guest
+  // memory it fills is still mapped.
+  std::unique_ptr<snap::LazyMemoryLoader> lazy_memory_;
 };
 
 }  // namespace cairn

@@ -15,6 +15,7 @@
 #include "devices/virtio/mmio_transport.hpp"
 #include "devices/virtio/vsock_device.hpp"
 #include "snapshot/memory/file_io.hpp"
+#include "snapshot/memory/lazy_loader.hpp"
 #include "snapshot/memory/memory_image.hpp"
 #include "snapshot/state/container.hpp"
 #include "snapshot/state/machine_state.hpp"
@@ -223,6 +224,9 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   std::lock_guard one_at_a_time(checkpoint_mu_);
   const auto t0 = std::chrono::steady_clock::now();
   CheckpointStats stats;
+  // A restored guest's RAM must be all in before it is copied: a chunk not
+  // yet loaded is a hole in the memfd, which the writer takes for zeros.
+  if (auto r = wait_memory_loaded(); !r) return std::unexpected(r.error());
   fs::path dir = fs::path(dir_arg).lexically_normal();
   if (!dir.has_filename()) dir = dir.parent_path();  // "a/b/" -> "a/b"
   if (dir.empty()) return fail(Errc::invalid_argument, "no checkpoint folder given");
@@ -351,6 +355,43 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   return stats;
 }
 
+Result<void> Machine::start_memory_load(std::shared_ptr<const snap::MemoryImageReader> image) {
+  // Lazily by default: the vCPUs start at once and a page's chunk is loaded
+  // when first touched, while prefetch threads load the rest in order (see
+  // lazy_loader.hpp). A damaged chunk met then stops the VM with the error.
+  const char* env = std::getenv("CAIRN_LAZY_RESTORE");
+  if (!env || std::string_view(env) != "0") {
+    auto lazy = snap::LazyMemoryLoader::start(image, ram_regions(memory_), [this](const Error& e) {
+      request_stop({MachineExit::Kind::error, 0, e.message, e.code});
+    });
+    if (lazy) {
+      lazy_memory_ = std::move(*lazy);
+      return {};
+    }
+    if (lazy.error().code != Errc::unsupported) return std::unexpected(lazy.error());
+    restore_note_ = fmt::format("memory loaded before the guest ran: {}", lazy.error().message);
+  } else {
+    restore_note_ = "memory loaded before the guest ran (CAIRN_LAZY_RESTORE=0)";
+  }
+  // One pass reads, checks and places every chunk. A damaged one fails the
+  // restore here, before any vCPU exists: the half-filled memory is dropped
+  // with the machine and the guest never runs on it.
+  if (auto r = image->load(ram_regions(memory_), /*already_zero=*/true); !r)
+    return std::unexpected(std::move(r.error()).context("restoring guest memory"));
+  return {};
+}
+
+std::optional<snap::LazyLoadStats> Machine::memory_load_stats() const {
+  if (!lazy_memory_) return std::nullopt;
+  return lazy_memory_->stats();
+}
+
+Result<void> Machine::wait_memory_loaded() {
+  if (!lazy_memory_) return {};
+  if (auto r = lazy_memory_->wait(); !r) return std::unexpected(std::move(r.error()).context("restoring guest memory"));
+  return {};
+}
+
 Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const MachineConfig& cfg) {
   if (auto r = validate_machine_config(cfg); !r) return std::unexpected(r.error());
   // The state file and the memory image's index are read and checked before
@@ -376,11 +417,8 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const 
   if (layout != image->layout())
     return fail(Errc::corrupt, "checkpoint {}: the memory image's layout does not match {} MiB of guest memory", dir,
                 cfg.memory >> 20);
-  // One pass reads, checks and places every chunk. A damaged one fails the
-  // restore here, before any vCPU exists: the half-filled memory is dropped
-  // with the machine and the guest never runs on it.
-  if (auto r = image->load(ram_regions(m->memory_), /*already_zero=*/true); !r)
-    return std::unexpected(std::move(r.error()).context("restoring guest memory"));
+  if (auto r = m->start_memory_load(std::make_shared<snap::MemoryImageReader>(std::move(*image))); !r)
+    return std::unexpected(r.error());
   // In-kernel interrupt controllers, PIT and kvmclock, then the vCPUs, then
   // devices: a device that raises an interrupt as it is rebuilt finds the
   // irqchip and the LAPICs in their saved state.

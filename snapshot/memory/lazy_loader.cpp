@@ -1,0 +1,255 @@
+#include "snapshot/memory/lazy_loader.hpp"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "snapshot/memory/file_io.hpp"
+
+namespace cairn::snap {
+
+namespace {
+int64_t now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// A userfaultfd that also sees faults taken inside the kernel (KVM reading
+// guest memory): the syscall, or /dev/userfaultfd where the syscall is
+// limited to user-mode faults for this user.
+Result<UniqueFd> open_userfaultfd() {
+  int fd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  if (fd >= 0) return UniqueFd(fd);
+  int err = errno;
+  UniqueFd dev(::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
+  if (dev) {
+    fd = ::ioctl(dev.get(), USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0) return UniqueFd(fd);
+  }
+  return fail(Errc::unsupported, "userfaultfd is not available ({})", std::strerror(err));
+}
+}  // namespace
+
+Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_ptr<const MemoryImageReader> image,
+                                                                   std::vector<RamRegion> regions,
+                                                                   ErrorHandler on_error,
+                                                                   const LazyLoadOptions& opts) {
+  const auto& layout = image->layout();
+  if (regions.size() != layout.size())
+    return fail(Errc::invalid_argument, "the memory image has {} regions, the guest {}", layout.size(), regions.size());
+  for (size_t i = 0; i < regions.size(); ++i)
+    if (regions[i].gpa != layout[i].gpa || regions[i].size != layout[i].size || !regions[i].host ||
+        regions[i].fd < 0)
+      return fail(Errc::invalid_argument, "guest memory region {} does not match the image or has no memfd", i);
+
+  auto l = std::unique_ptr<LazyMemoryLoader>(new LazyMemoryLoader());
+  l->image_ = std::move(image);
+  l->regions_ = std::move(regions);
+  l->spans_ = chunk_spans(layout, l->image_->chunk_size());
+  for (size_t r = 0, c = 0; r < l->regions_.size(); ++r) {
+    l->first_chunk_.push_back(c);
+    c += (l->regions_[r].size + l->image_->chunk_size() - 1) / l->image_->chunk_size();
+  }
+  l->on_error_ = std::move(on_error);
+  l->state_ = std::make_unique<std::atomic<uint8_t>[]>(l->spans_.size());
+  l->start_ns_ = now_ns();
+
+  auto uffd = open_userfaultfd();
+  if (!uffd) return std::unexpected(uffd.error());
+  l->uffd_ = std::move(*uffd);
+  uffdio_api api{.api = UFFD_API, .features = 0, .ioctls = 0};
+  if (::ioctl(l->uffd_.get(), UFFDIO_API, &api) != 0) return fail_errno("userfaultfd API handshake");
+  if (!(api.features & UFFD_FEATURE_MISSING_SHMEM))
+    return fail(Errc::unsupported, "this kernel's userfaultfd cannot serve shared memory");
+  if (auto r = l->register_regions(); !r) return std::unexpected(r.error());
+  l->stop_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!l->stop_fd_) return fail_errno("eventfd");
+
+  l->fault_thread_ = std::thread([p = l.get()] { p->fault_loop(); });
+  unsigned threads = opts.prefetch_threads ? opts.prefetch_threads : std::max(1u, std::thread::hardware_concurrency());
+  if (!opts.prefetch) threads = 0;
+  for (unsigned t = 0; t < threads; ++t) l->prefetchers_.emplace_back([p = l.get()] { p->prefetch_loop(); });
+  return l;
+}
+
+Result<void> LazyMemoryLoader::register_regions() {
+  for (auto& r : regions_) {
+    uffdio_register reg{};
+    reg.range.start = reinterpret_cast<uint64_t>(r.host);
+    reg.range.len = r.size;
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0)
+      return fail(errno == EPERM ? Errc::unsupported : errc_from_errno(errno),
+                  "registering guest memory with userfaultfd: {}", std::strerror(errno));
+    const uint64_t need = (1ULL << _UFFDIO_WAKE) | (1ULL << _UFFDIO_ZEROPAGE);
+    if ((reg.ioctls & need) != need) return fail(Errc::unsupported, "userfaultfd cannot fill this guest memory");
+  }
+  return {};
+}
+
+LazyMemoryLoader::~LazyMemoryLoader() {
+  stopping_ = true;
+  for (auto& t : prefetchers_)
+    if (t.joinable()) t.join();
+  if (stop_fd_) {
+    uint64_t one = 1;
+    (void)!::write(stop_fd_.get(), &one, sizeof(one));
+  }
+  if (fault_thread_.joinable()) fault_thread_.join();
+  // Closing the userfaultfd unregisters the mappings: a later touch of a
+  // page never loaded finds a hole (zeros) instead of waiting forever.
+}
+
+void LazyMemoryLoader::prefetch_loop() {
+  while (!stopping_ && !failed_) {
+    size_t i = next_prefetch_.fetch_add(1);
+    if (i >= spans_.size()) return;
+    (void)load(i);
+  }
+}
+
+bool LazyMemoryLoader::load(size_t i) {
+  uint8_t expect = kUnloaded;
+  if (!state_[i].compare_exchange_strong(expect, kLoading)) return false;
+  thread_local std::vector<uint8_t> stored, pages;
+  if (auto r = load_chunk(i, stored, pages); !r) {
+    fail_load(std::move(r.error()).context("loading guest memory"));
+    wake_chunk(i);  // its waiters fault again and get zero pages, with the vCPUs told to stop
+    return true;
+  }
+  state_[i].store(kLoaded, std::memory_order_release);
+  wake_chunk(i);
+  loaded_.fetch_add(1);
+  finish_if_complete();
+  return true;
+}
+
+Result<void> LazyMemoryLoader::load_chunk(size_t i, std::vector<uint8_t>& stored, std::vector<uint8_t>& pages) {
+  const ChunkEntry& e = image_->index()[i];
+  if (e.present_pages == 0) return {};
+  if (auto r = image_->read_chunk(i, stored, pages); !r) return r;
+  const ChunkSpan& s = spans_[i];
+  const int fd = regions_[s.region].fd;
+  const unsigned npages = static_cast<unsigned>(s.length / kMemoryPageSize);
+  // Runs of present pages, each one pwrite into the memfd.
+  size_t next = 0;
+  for (unsigned p = 0; p < npages;) {
+    if (!e.present(p)) {
+      ++p;
+      continue;
+    }
+    unsigned q = p;
+    while (q < npages && e.present(q)) ++q;
+    std::span<const uint8_t> run(pages.data() + next * kMemoryPageSize, size_t{q - p} * kMemoryPageSize);
+    if (auto r = pwrite_full(fd, s.offset + uint64_t{p} * kMemoryPageSize, run, "guest memory"); !r) return r;
+    next += q - p;
+    p = q;
+  }
+  return {};
+}
+
+void LazyMemoryLoader::wake_chunk(size_t i) {
+  const ChunkSpan& s = spans_[i];
+  uffdio_range range{reinterpret_cast<uint64_t>(regions_[s.region].host) + s.offset, s.length};
+  (void)::ioctl(uffd_.get(), UFFDIO_WAKE, &range);
+}
+
+void LazyMemoryLoader::fail_load(Error e) {
+  {
+    std::lock_guard lk(mu_);
+    if (error_) return;
+    error_ = e;
+  }
+  // The vCPUs are told to stop before any fault is let go.
+  if (on_error_) on_error_(e);
+  failed_ = true;
+  cv_.notify_all();
+}
+
+void LazyMemoryLoader::finish_if_complete() {
+  if (loaded_.load() != spans_.size()) return;
+  std::lock_guard lk(mu_);
+  if (complete_) return;
+  complete_ = true;
+  load_ms_ = static_cast<double>(now_ns() - start_ns_) / 1e6;
+  // Every page is in the memfd or a hole that reads as zeros: no fault needs
+  // the loader any more (unregistering wakes any that still wait).
+  for (auto& r : regions_) {
+    uffdio_range range{reinterpret_cast<uint64_t>(r.host), r.size};
+    (void)::ioctl(uffd_.get(), UFFDIO_UNREGISTER, &range);
+  }
+  cv_.notify_all();
+}
+
+void LazyMemoryLoader::serve_fault(uint64_t addr) {
+  faults_.fetch_add(1);
+  const uint64_t page = addr & ~uint64_t{kMemoryPageSize - 1};
+  for (size_t r = 0; r < regions_.size(); ++r) {
+    const uint64_t base = reinterpret_cast<uint64_t>(regions_[r].host);
+    if (page < base || page - base >= regions_[r].size) continue;
+    const size_t chunk = first_chunk_[r] + (page - base) / image_->chunk_size();
+    if (!failed_ && state_[chunk].load(std::memory_order_acquire) != kLoaded) {
+      if (load(chunk)) demand_chunks_.fetch_add(1);
+      // Claimed by a prefetcher: it wakes the chunk when its pages are in.
+      if (state_[chunk].load(std::memory_order_acquire) != kLoaded && !failed_) return;
+    }
+    break;
+  }
+  // The chunk is in: the page is in the memfd (wake the faulting thread) or
+  // the image left it out (give it a zero page, which also wakes it).
+  uffdio_zeropage z{};
+  z.range = {page, kMemoryPageSize};
+  if (::ioctl(uffd_.get(), UFFDIO_ZEROPAGE, &z) != 0) {
+    uffdio_range range{page, kMemoryPageSize};
+    (void)::ioctl(uffd_.get(), UFFDIO_WAKE, &range);
+  }
+}
+
+void LazyMemoryLoader::fault_loop() {
+  pollfd fds[2] = {{uffd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+  uffd_msg msgs[32];
+  for (;;) {
+    int n = ::poll(fds, 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[1].revents) return;
+    ssize_t got = ::read(uffd_.get(), msgs, sizeof(msgs));
+    if (got < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return;
+    }
+    for (size_t k = 0; k < static_cast<size_t>(got) / sizeof(uffd_msg); ++k)
+      if (msgs[k].event == UFFD_EVENT_PAGEFAULT) serve_fault(msgs[k].arg.pagefault.address);
+  }
+}
+
+Result<void> LazyMemoryLoader::wait() {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [this] { return complete_ || error_.has_value(); });
+  if (error_) return std::unexpected(*error_);
+  return {};
+}
+
+bool LazyMemoryLoader::done() const {
+  std::lock_guard lk(mu_);
+  return complete_;
+}
+
+LazyLoadStats LazyMemoryLoader::stats() const {
+  std::lock_guard lk(mu_);
+  return {spans_.size(), loaded_.load(), demand_chunks_.load(), faults_.load(), load_ms_, complete_};
+}
+
+}  // namespace cairn::snap
