@@ -19,11 +19,11 @@ fresh() { [ -f "$OUT/$1.key" ] && [ "$(cat "$OUT/$1.key")" = "$2" ] && [ -e "$OU
 stamp() { printf '%s\n' "$2" > "$OUT/$1.key"; }
 
 # cairn's guest binaries found in folder $1 (cairn-agent, cairn-exit,
-# cairn-vsock; those not built are left out), into the array guest_bins.
+# cairn-vsock, cairn-memcheck; those not built are left out), into the array guest_bins.
 find_guest_bins() {
   guest_bins=()
   local b
-  for b in cairn-agent cairn-exit cairn-vsock; do [ -x "$1/$b" ] && guest_bins+=("$1/$b"); done
+  for b in cairn-agent cairn-exit cairn-vsock cairn-memcheck; do [ -x "$1/$b" ] && guest_bins+=("$1/$b"); done
   return 0
 }
 # Installs guest_bins into the image tree $1. Without ACPI the kernel cannot
