@@ -11,7 +11,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <string_view>
 
 #include "snapshot/memory/file_io.hpp"
 
@@ -37,6 +39,22 @@ Result<UniqueFd> open_userfaultfd() {
     if (fd >= 0) return UniqueFd(fd);
   }
   return fail(Errc::unsupported, "userfaultfd is not available ({})", std::strerror(err));
+}
+// Where shared memory gets transparent huge pages, a pwrite of one chunk
+// would put a whole 2 MiB folio in the memfd, its other pages zero, and a
+// touch of those would find them present: never loaded, silently wrong.
+Result<void> check_no_shmem_thp() {
+  std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "r");
+  if (!f) return {};  // no THP in this kernel
+  char buf[128] = {};
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  std::string_view v(buf, n);
+  for (std::string_view mode : {"[always]", "[within_size]", "[force]"})
+    if (v.find(mode) != std::string_view::npos)
+      return fail(Errc::unsupported, "shared memory uses transparent huge pages here (shmem_enabled {})",
+                  mode.substr(1, mode.size() - 2));
+  return {};
 }
 }  // namespace
 
@@ -64,6 +82,7 @@ Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_pt
   l->state_ = std::make_unique<std::atomic<uint8_t>[]>(l->spans_.size());
   l->start_ns_ = now_ns();
 
+  if (auto r = check_no_shmem_thp(); !r) return std::unexpected(r.error());
   auto uffd = open_userfaultfd();
   if (!uffd) return std::unexpected(uffd.error());
   l->uffd_ = std::move(*uffd);
@@ -114,13 +133,14 @@ void LazyMemoryLoader::prefetch_loop() {
   while (!stopping_ && !failed_) {
     size_t i = next_prefetch_.fetch_add(1);
     if (i >= spans_.size()) return;
-    (void)load(i);
+    (void)load(i, /*on_demand=*/false);
   }
 }
 
-bool LazyMemoryLoader::load(size_t i) {
+bool LazyMemoryLoader::load(size_t i, bool on_demand) {
   uint8_t expect = kUnloaded;
   if (!state_[i].compare_exchange_strong(expect, kLoading)) return false;
+  if (on_demand) demand_chunks_.fetch_add(1);  // before the wake: a woken toucher may read the stats
   thread_local std::vector<uint8_t> stored, pages;
   if (auto r = load_chunk(i, stored, pages); !r) {
     fail_load(std::move(r.error()).context("loading guest memory"));
@@ -199,7 +219,7 @@ void LazyMemoryLoader::serve_fault(uint64_t addr) {
     if (page < base || page - base >= regions_[r].size) continue;
     const size_t chunk = first_chunk_[r] + (page - base) / image_->chunk_size();
     if (!failed_ && state_[chunk].load(std::memory_order_acquire) != kLoaded) {
-      if (load(chunk)) demand_chunks_.fetch_add(1);
+      (void)load(chunk, /*on_demand=*/true);
       // Claimed by a prefetcher: it wakes the chunk when its pages are in.
       if (state_[chunk].load(std::memory_order_acquire) != kLoaded && !failed_) return;
     }

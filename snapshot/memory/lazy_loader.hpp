@@ -69,7 +69,7 @@ class LazyMemoryLoader {
   void fault_loop();
   void prefetch_loop();
   // Loads chunk i unless another thread has claimed it; true if it did.
-  bool load(size_t i);
+  bool load(size_t i, bool on_demand);
   Result<void> load_chunk(size_t i, std::vector<uint8_t>& stored, std::vector<uint8_t>& pages);
   // Lets go of the faults waiting in chunk i (its pages are in the memfd).
   void wake_chunk(size_t i);

@@ -16,16 +16,6 @@ COUNTER_DISK='(while :; do :; done) & i=0; while true; do i=$((i+1)); dd if=/dev
 
 # The numbers of the complete "count N" lines of a console log.
 counts() { tr -d '\r' 2>/dev/null < "$1" | grep -aE '^count [0-9]+$' | awk '{print $2}' || true; }
-# wait_for SECONDS PID CMD...: polls CMD every 0.2 s; fails when PID ends first.
-wait_for() {
-  local limit=$(( $1 * 5 )) pid=$2; shift 2
-  for _ in $(seq "$limit"); do
-    "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.2
-  done
-  return 1
-}
 enough_counts() { [ "$(counts "$1" | wc -l)" -ge "$2" ]; }
 # check_continues LOG COUNT_AT_REPORT WHAT: the restored guest went on from the
 # checkpoint: no reboot, consecutive counts starting just before the count
@@ -90,8 +80,8 @@ run_case() {
     "$CAIRN" run "${m[@]}" --console "file:$con1" --checkpoint-after "$after" --checkpoint-dir "$ck" \
       -- "$counter" 2>"$work/run1.err" &
     pid=$!
-    wait_for $(( after + 180 )) "$pid" grep -q 'checkpoint saved' "$work/run1.err" ||
-      { cat "$work/run1.err"; tail -20 "$con1"; fail "[$cpus vCPU] no checkpoint was taken"; }
+    wait_alive $(( after + 180 )) "$pid" grep -q 'checkpoint saved' "$work/run1.err" ||
+      { cat "$work/run1.err"; tail -20 "$con1"; show_threads "$pid"; fail "[$cpus vCPU] no checkpoint was taken"; }
     at_save=$(counts "$con1" | tail -1)
     grep 'checkpoint saved' "$work/run1.err"
     [ -n "$at_save" ] && [ "$at_save" -ge 5 ] && break
@@ -112,18 +102,18 @@ run_case() {
   "$CAIRN" run "${m[@]}" --console "file:$con2" --restore "$ck" \
     --checkpoint-after 4 --checkpoint-dir "$ck2" 2>"$work/run2.err" &
   pid=$!
-  wait_for 120 "$pid" grep -q 'checkpoint saved' "$work/run2.err" ||
-    { cat "$work/run2.err"; tail -20 "$con2"; fail "[$cpus vCPU] the restored guest was not checkpointed"; }
+  wait_alive 120 "$pid" grep -q 'checkpoint saved' "$work/run2.err" ||
+    { cat "$work/run2.err"; tail -20 "$con2"; show_threads "$pid"; fail "[$cpus vCPU] the restored guest was not checkpointed"; }
   local at_save2; at_save2=$(counts "$con2" | tail -1)
-  wait_for 120 "$pid" enough_counts "$con2" 15 ||
-    { cat "$work/run2.err"; tail -20 "$con2"; fail "[$cpus vCPU] the restored guest did not keep counting"; }
+  wait_alive 120 "$pid" enough_counts "$con2" 15 ||
+    { cat "$work/run2.err"; tail -20 "$con2"; show_threads "$pid"; fail "[$cpus vCPU] the restored guest did not keep counting"; }
   stop_vmm "$pid"
   local first; first=$(check_continues "$con2" "$at_save" "first restore")
 
   "$CAIRN" run "${m[@]}" --console "file:$con3" --restore "$ck2" 2>"$work/run3.err" &
   pid=$!
-  wait_for 120 "$pid" enough_counts "$con3" 10 ||
-    { cat "$work/run3.err"; tail -20 "$con3"; fail "[$cpus vCPU] the twice-restored guest did not keep counting"; }
+  wait_alive 120 "$pid" enough_counts "$con3" 10 ||
+    { cat "$work/run3.err"; tail -20 "$con3"; show_threads "$pid"; fail "[$cpus vCPU] the twice-restored guest did not keep counting"; }
   stop_vmm "$pid"
   local first3; first3=$(check_continues "$con3" "$at_save2" "second restore")
   [ "$first3" -gt "$first" ] || fail "[$cpus vCPU] the second restore went back to $first3"

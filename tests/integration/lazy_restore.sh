@@ -17,16 +17,6 @@ MIB=64
 
 rounds() { tr -d '\r' < "$1" 2>/dev/null | grep -acE '^memcheck round [0-9]+ ok$' || true; }
 bad() { tr -d '\r' < "$1" 2>/dev/null | grep -aE 'memcheck round [0-9]+ BAD' || true; }
-# wait_until SECONDS PID CMD...: polls CMD every 0.2 s; fails when PID ends first.
-wait_until() {
-  local limit=$(( $1 * 5 )) pid=$2; shift 2
-  for _ in $(seq "$limit"); do
-    "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.2
-  done
-  return 1
-}
 at_least() { [ "$(rounds "$1")" -ge "$2" ]; }
 stop_vmm() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
@@ -35,8 +25,8 @@ con1=$work/console1.log
 "$CAIRN" run --memory 256M --console "file:$con1" --checkpoint-after 30 --checkpoint-dir "$ck" \
   -- "cairn-memcheck $MIB" 2>"$work/run1.err" &
 pid=$!
-wait_until 300 "$pid" grep -q 'checkpoint saved' "$work/run1.err" ||
-  { cat "$work/run1.err"; tail -20 "$con1"; fail "no checkpoint was taken"; }
+wait_alive 300 "$pid" grep -q 'checkpoint saved' "$work/run1.err" ||
+  { cat "$work/run1.err"; tail -20 "$con1"; show_threads "$pid"; fail "no checkpoint was taken"; }
 grep 'checkpoint saved' "$work/run1.err"
 stop_vmm "$pid"
 [ "$(rounds "$con1")" -ge 1 ] || { tail -20 "$con1"; fail "the guest had not checked its memory once at the checkpoint"; }
@@ -48,8 +38,8 @@ restore() {  # restore WHAT CONSOLE [ENV...]
   local t0; t0=$(date +%s%N)
   env "$@" "$CAIRN" run --memory 256M --console "file:$con" --restore "$ck" 2>"$work/$what.err" &
   local p=$!
-  wait_until 300 "$p" at_least "$con" 3 ||
-    { cat "$work/$what.err"; tail -20 "$con"; fail "$what: the restored guest did not check its memory 3 times"; }
+  wait_alive 300 "$p" at_least "$con" 3 ||
+    { cat "$work/$what.err"; tail -20 "$con"; show_threads "$p"; fail "$what: the restored guest did not check its memory 3 times"; }
   local t1; t1=$(date +%s%N)
   stop_vmm "$p"
   [ -z "$(bad "$con")" ] || { tail -20 "$con"; fail "$what: the restored guest found bad memory: $(bad "$con")"; }

@@ -42,6 +42,28 @@ wait_for() {
     sleep 0.5
   done
 }
+# wait_alive SECONDS PID CMD...: polls CMD every 0.2 s; fails (returns 1)
+# when PID ends first or the time is up.
+wait_alive() {
+  local limit=$(( $1 * 5 )) pid=$2; shift 2
+  for _ in $(seq "$limit"); do
+    "$@" && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+
+# show_threads PID: where each thread of a VMM that does not go on waits
+# (its kernel stack), or that it has ended.
+show_threads() {
+  [ -d "/proc/$1" ] || { echo "(process $1 has ended)"; return 0; }
+  local t
+  for t in /proc/"$1"/task/*; do
+    echo "--- thread ${t##*/} ($(cat "$t/comm" 2>/dev/null)): $(cat "$t/wchan" 2>/dev/null)"
+    head -8 "$t/stack" 2>/dev/null || true
+  done
+}
 
 # report_stuck VM CHECKPOINT: for a guest restored from CHECKPOINT that does
 # not go on, the machine as the checkpoint saved it and as it stands now
