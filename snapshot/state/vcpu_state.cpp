@@ -101,7 +101,13 @@ Result<void> restore_vcpu(VcpuFd& v, const VcpuState& s) {
   CAIRN_TRY_SET(v.set_sregs(s.sregs), "restoring special registers");
   // The TSC deadline only sticks once the LAPIC timer is in deadline mode: it goes after the LAPIC.
   std::vector<kvm_msr_entry> msrs, deadline;
-  for (auto& m : s.msrs) (m.index == kMsrIa32TscDeadline ? deadline : msrs).push_back(m);
+  for (auto m : s.msrs) {
+    // Asynchronous page faults stay off in a restored guest (cairn's CPUID
+    // no longer offers them; a guest booted before enabled them): a
+    // checkpoint cannot carry the "page ready" KVM may still owe the guest.
+    if (m.index == kMsrKvmAsyncPfEn) m.data = 0;
+    (m.index == kMsrIa32TscDeadline ? deadline : msrs).push_back(m);
+  }
   CAIRN_TRY_SET(v.set_msrs(msrs), "restoring MSRs");
   CAIRN_TRY_SET(v.set_lapic(s.lapic), "restoring the local APIC");
   if (!deadline.empty()) CAIRN_TRY_SET(v.set_msrs(deadline), "restoring the TSC deadline");

@@ -15,6 +15,7 @@ namespace cairn::snap {
 
 inline constexpr uint32_t kMsrIa32Tsc = 0x10;
 inline constexpr uint32_t kMsrIa32TscDeadline = 0x6e0;
+inline constexpr uint32_t kMsrKvmAsyncPfEn = 0x4b564d02;
 
 struct VcpuState {
   kvm_mp_state mp_state{};

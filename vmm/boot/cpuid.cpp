@@ -63,6 +63,13 @@ Result<std::vector<kvm_cpuid_entry2>> vcpu_cpuid(std::span<const kvm_cpuid_entry
       case 0x1f:
         has_1f = true;
         continue;
+      case kKvmCpuidFeatures:
+        // No asynchronous page faults: a checkpoint taken while KVM still
+        // owes the guest a "page ready" cannot carry it (KVM keeps it where
+        // no ioctl reaches), and the guest task waiting for it would wait
+        // forever after a restore. Lazy restore faults then block the vCPU.
+        e.eax &= ~kKvmAsyncPfFeatures;
+        break;
       case 0x8000001d:  // AMD cache topology: EAX[25:14] as in leaf 4, no core count field
         if ((e.eax & 0x1f) != 0) {
           uint32_t level = (e.eax >> 5) & 7;

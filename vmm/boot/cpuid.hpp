@@ -10,7 +10,8 @@
 //   0x8000001d:      EAX[25:14] threads sharing the cache - 1, as in leaf 4
 //   0x80000008:      ECX[7:0] cores - 1, ECX[15:12] APIC id bits for cores
 //   0x8000001e:      EAX extended APIC id, EBX[7:0] core id, EBX[15:8] threads per core - 1
-// Everything else (the 0x40000000 KVM signature leaves, leaf 6, ...) is passed through.
+//   0x40000001:      EAX without the asynchronous page fault features (bits 4, 10, 14)
+// Everything else (the 0x40000000 KVM signature leaf, leaf 6, ...) is passed through.
 #pragma once
 #include <linux/kvm.h>
 
@@ -20,6 +21,10 @@
 #include "vmm/base/error.hpp"
 
 namespace cairn {
+
+inline constexpr uint32_t kKvmCpuidFeatures = 0x40000001;
+// KVM_FEATURE_ASYNC_PF, _ASYNC_PF_VMEXIT, _ASYNC_PF_INT (<asm/kvm_para.h>).
+inline constexpr uint32_t kKvmAsyncPfFeatures = (1U << 4) | (1U << 10) | (1U << 14);
 
 Result<std::vector<kvm_cpuid_entry2>> vcpu_cpuid(std::span<const kvm_cpuid_entry2> supported, unsigned index,
                                                  unsigned count);
