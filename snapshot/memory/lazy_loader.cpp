@@ -62,22 +62,16 @@ Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_pt
                                                                    std::vector<RamRegion> regions,
                                                                    ErrorHandler on_error,
                                                                    const LazyLoadOptions& opts) {
-  const auto& layout = image->layout();
-  if (regions.size() != layout.size())
-    return fail(Errc::invalid_argument, "the memory image has {} regions, the guest {}", layout.size(), regions.size());
+  if (auto r = image->check_regions(regions); !r) return std::unexpected(r.error());
   for (size_t i = 0; i < regions.size(); ++i)
-    if (regions[i].gpa != layout[i].gpa || regions[i].size != layout[i].size || !regions[i].host ||
-        regions[i].fd < 0)
-      return fail(Errc::invalid_argument, "guest memory region {} does not match the image or has no memfd", i);
+    if (regions[i].fd < 0) return fail(Errc::invalid_argument, "guest memory region {} has no memfd", i);
 
   auto l = std::unique_ptr<LazyMemoryLoader>(new LazyMemoryLoader());
   l->image_ = std::move(image);
   l->regions_ = std::move(regions);
-  l->spans_ = chunk_spans(layout, l->image_->chunk_size());
-  for (size_t r = 0, c = 0; r < l->regions_.size(); ++r) {
-    l->first_chunk_.push_back(c);
-    c += (l->regions_[r].size + l->image_->chunk_size() - 1) / l->image_->chunk_size();
-  }
+  l->spans_ = chunk_spans(l->image_->layout(), l->image_->chunk_size());
+  for (size_t c = 0; c < l->spans_.size(); ++c)
+    if (l->spans_[c].offset == 0) l->first_chunk_.push_back(c);  // a region's first chunk
   l->on_error_ = std::move(on_error);
   l->state_ = std::make_unique<std::atomic<uint8_t>[]>(l->spans_.size());
   l->start_ns_ = now_ns();
@@ -260,11 +254,6 @@ Result<void> LazyMemoryLoader::wait() {
   cv_.wait(lk, [this] { return complete_ || error_.has_value(); });
   if (error_) return std::unexpected(*error_);
   return {};
-}
-
-bool LazyMemoryLoader::done() const {
-  std::lock_guard lk(mu_);
-  return complete_;
 }
 
 LazyLoadStats LazyMemoryLoader::stats() const {

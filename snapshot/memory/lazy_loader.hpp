@@ -59,7 +59,6 @@ class LazyMemoryLoader {
 
   // Blocks until every chunk is loaded; the first load error if one failed.
   Result<void> wait();
-  bool done() const;
   LazyLoadStats stats() const;
 
  private:

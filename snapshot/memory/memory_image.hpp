@@ -130,6 +130,8 @@ class MemoryImageReader {
 
   // Reads every stored chunk and checks its checksum; touches no guest memory.
   Result<void> verify_chunks(unsigned threads = 0) const;
+  // Errc::invalid_argument unless `regions` (mapped) lie exactly as layout() says.
+  Result<void> check_regions(std::span<const RamRegion> regions) const;
   // Fills `regions`, whose layout must equal layout(). Absent pages are
   // zeroed unless `already_zero` says the memory is fresh (keeps it unpopulated).
   // Every chunk's checksum is checked as it is read: on an error, `regions`

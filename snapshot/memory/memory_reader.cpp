@@ -189,7 +189,7 @@ Result<void> MemoryImageReader::read_full_chunk(size_t i, std::vector<uint8_t>& 
   return {};
 }
 
-Result<void> MemoryImageReader::load(std::span<const RamRegion> regions, bool already_zero, unsigned threads) const {
+Result<void> MemoryImageReader::check_regions(std::span<const RamRegion> regions) const {
   if (regions.size() != layout_.size())
     return fail(Errc::invalid_argument, "memory image {} has {} regions, the guest {}", what_, layout_.size(),
                 regions.size());
@@ -197,6 +197,11 @@ Result<void> MemoryImageReader::load(std::span<const RamRegion> regions, bool al
     if (regions[i].gpa != layout_[i].gpa || regions[i].size != layout_[i].size || !regions[i].host)
       return fail(Errc::invalid_argument, "memory image {}: region {} is {:#x}+{:#x}, the guest's is {:#x}+{:#x}",
                   what_, i, layout_[i].gpa, layout_[i].size, regions[i].gpa, regions[i].size);
+  return {};
+}
+
+Result<void> MemoryImageReader::load(std::span<const RamRegion> regions, bool already_zero, unsigned threads) const {
+  if (auto r = check_regions(regions); !r) return r;
   const auto spans = chunk_spans(layout_, chunk_size_);
   return parallel_for(index_.size(), threads, [&](size_t i) -> Result<void> {
     const ChunkEntry& e = index_[i];

@@ -68,7 +68,7 @@ TEST_CASE("lazy restore: pages touched in random order by two threads arrive int
   auto loader = LazyMemoryLoader::start(reader_of(src.image), regions_of(*dst),
                                         [&](const Error&) { errors++; }, {.prefetch = false});
   REQUIRE(loader);
-  CHECK_FALSE((*loader)->done());
+  CHECK_FALSE((*loader)->stats().done);
 
   std::vector<uint64_t> order(kRam / 4096);
   for (uint64_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -83,7 +83,7 @@ TEST_CASE("lazy restore: pages touched in random order by two threads arrive int
   t2.join();
   CHECK(mismatches == 0);
   REQUIRE((*loader)->wait());
-  CHECK((*loader)->done());
+  CHECK((*loader)->stats().done);
   auto st = (*loader)->stats();
   CHECK(st.chunks == kRam / kChunk);
   CHECK(st.demand_chunks == st.chunks);
