@@ -1,21 +1,16 @@
 #include "snapshot/memory/lazy_loader.hpp"
 
-#include <fcntl.h>
-#include <linux/userfaultfd.h>
-#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <string_view>
 
 #include "snapshot/memory/file_io.hpp"
+#include "snapshot/memory/userfaultfd.hpp"
 
 namespace cairn::snap {
 
@@ -26,20 +21,6 @@ int64_t now_ns() {
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-// A userfaultfd that also sees faults taken inside the kernel (KVM reading
-// guest memory): the syscall, or /dev/userfaultfd where the syscall is
-// limited to user-mode faults for this user.
-Result<UniqueFd> open_userfaultfd() {
-  int fd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
-  if (fd >= 0) return UniqueFd(fd);
-  int err = errno;
-  UniqueFd dev(::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
-  if (dev) {
-    fd = ::ioctl(dev.get(), USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-    if (fd >= 0) return UniqueFd(fd);
-  }
-  return fail(Errc::unsupported, "userfaultfd is not available ({})", std::strerror(err));
-}
 // Where shared memory gets transparent huge pages, a pwrite of one chunk
 // would put a whole 2 MiB folio in the memfd, its other pages zero, and a
 // touch of those would find them present: never loaded, silently wrong.
@@ -77,12 +58,11 @@ Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_pt
   l->start_ns_ = now_ns();
 
   if (auto r = check_no_shmem_thp(); !r) return std::unexpected(r.error());
-  auto uffd = open_userfaultfd();
+  uint64_t features = 0;
+  auto uffd = open_userfaultfd(features);
   if (!uffd) return std::unexpected(uffd.error());
   l->uffd_ = std::move(*uffd);
-  uffdio_api api{.api = UFFD_API, .features = 0, .ioctls = 0};
-  if (::ioctl(l->uffd_.get(), UFFDIO_API, &api) != 0) return fail_errno("userfaultfd API handshake");
-  if (!(api.features & UFFD_FEATURE_MISSING_SHMEM))
+  if (!(features & UFFD_FEATURE_MISSING_SHMEM))
     return fail(Errc::unsupported, "this kernel's userfaultfd cannot serve shared memory");
   if (auto r = l->register_regions(); !r) return std::unexpected(r.error());
   l->stop_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -96,17 +76,11 @@ Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_pt
 }
 
 Result<void> LazyMemoryLoader::register_regions() {
-  for (auto& r : regions_) {
-    uffdio_register reg{};
-    reg.range.start = reinterpret_cast<uint64_t>(r.host);
-    reg.range.len = r.size;
-    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-    if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0)
-      return fail(errno == EPERM ? Errc::unsupported : errc_from_errno(errno),
-                  "registering guest memory with userfaultfd: {}", std::strerror(errno));
-    const uint64_t need = (1ULL << _UFFDIO_WAKE) | (1ULL << _UFFDIO_ZEROPAGE);
-    if ((reg.ioctls & need) != need) return fail(Errc::unsupported, "userfaultfd cannot fill this guest memory");
-  }
+  for (auto& r : regions_)
+    if (auto res = register_range(uffd_.get(), r.host, r.size, UFFDIO_REGISTER_MODE_MISSING,
+                                  (1ULL << _UFFDIO_WAKE) | (1ULL << _UFFDIO_ZEROPAGE));
+        !res)
+      return res;
   return {};
 }
 
@@ -230,23 +204,7 @@ void LazyMemoryLoader::serve_fault(uint64_t addr) {
 }
 
 void LazyMemoryLoader::fault_loop() {
-  pollfd fds[2] = {{uffd_.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
-  uffd_msg msgs[32];
-  for (;;) {
-    int n = ::poll(fds, 2, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents) return;
-    ssize_t got = ::read(uffd_.get(), msgs, sizeof(msgs));
-    if (got < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      return;
-    }
-    for (size_t k = 0; k < static_cast<size_t>(got) / sizeof(uffd_msg); ++k)
-      if (msgs[k].event == UFFD_EVENT_PAGEFAULT) serve_fault(msgs[k].arg.pagefault.address);
-  }
+  serve_faults(uffd_.get(), stop_fd_.get(), [this](const uffd_msg& m) { serve_fault(m.arg.pagefault.address); });
 }
 
 Result<void> LazyMemoryLoader::wait() {

@@ -48,6 +48,8 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -173,10 +175,16 @@ class MemoryImageWriter {
   static Result<MemoryImageWriter> create(int fd, std::span<const RamRegion> regions,
                                           const MemoryImageOptions& opts = {});
   size_t chunk_count() const { return spans_.size(); }
+  const std::vector<RamRegion>& regions() const { return regions_; }
+  const std::vector<ChunkSpan>& spans() const { return spans_; }
+  uint32_t chunk_size() const { return opts_.chunk_size; }
   // The chunk holding guest-physical address gpa, if any region holds it.
   std::optional<size_t> chunk_of(uint64_t gpa) const;
   // Reads, compresses and appends these chunks (each at most once in the list).
   Result<void> store(std::span<const size_t> chunks);
+  // The same for one chunk, on the calling thread. Several threads may store
+  // at once, each a different chunk.
+  Result<void> store_chunk(size_t i);
   Result<void> store_all();
   Result<MemoryImageStats> finish();
 
@@ -187,6 +195,7 @@ class MemoryImageWriter {
   std::vector<RamRegion> regions_;
   std::vector<ChunkSpan> spans_;
   std::vector<ChunkEntry> entries_;
+  std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();  // cursor_, unreferenced_bytes_
   uint64_t cursor_ = 0;  // next free byte for chunk data
   uint64_t unreferenced_bytes_ = 0;
 };

@@ -90,60 +90,58 @@ std::optional<size_t> MemoryImageWriter::chunk_of(uint64_t gpa) const {
   return std::nullopt;
 }
 
-Result<void> MemoryImageWriter::store(std::span<const size_t> chunks) {
-  const std::string what = "memory image";
-  std::mutex mu;
-  auto compress_one = [&](size_t k) -> Result<void> {
-    const size_t i = chunks[k];
-    const ChunkSpan& cs = spans_[i];
-    const uint8_t* base = regions_[cs.region].host + cs.offset;
-    const unsigned pages = static_cast<unsigned>(cs.length / kMemoryPageSize);
-    ChunkEntry e;
-    thread_local std::vector<uint8_t> raw, packed;
-    thread_local std::vector<bool> maybe;
-    raw.clear();
-    const int fd_ram = regions_[cs.region].fd;
-    const bool holes_known = fd_ram >= 0 && data_pages(fd_ram, cs.offset, cs.length, maybe);
-    // Pages are copied out before compressing: the guest may be writing them
-    // (a live checkpoint stores such a chunk again later), and lz4 must see
-    // stable input.
-    for (unsigned p = 0; p < pages; ++p) {
-      const uint8_t* page = base + uint64_t{p} * kMemoryPageSize;
-      if ((holes_known && !maybe[p]) || page_is_zero(page)) continue;
-      e.bitmap[p / 8] |= static_cast<uint8_t>(1u << (p % 8));
-      ++e.present_pages;
-      raw.insert(raw.end(), page, page + kMemoryPageSize);
-    }
-    if (e.present_pages == 0) {
-      std::lock_guard lk(mu);
-      if (entries_[i].present_pages) unreferenced_bytes_ += entries_[i].stored_size;
-      entries_[i] = e;
-      return {};
-    }
-    packed.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
-    int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(packed.data()),
-                                 static_cast<int>(raw.size()), static_cast<int>(packed.size()));
-    std::span<const uint8_t> out;
-    if (n > 0 && static_cast<size_t>(n) < raw.size()) {
-      out = std::span(packed.data(), static_cast<size_t>(n));
-    } else {
-      out = raw;  // incompressible: store as is
-      e.flags = kChunkFlagRaw;
-    }
-    e.stored_size = static_cast<uint32_t>(out.size());
-    e.checksum = XXH3_64bits(out.data(), out.size());
-    {
-      // A chunk stored again goes to fresh bytes at the end: its old bytes
-      // stay unreferenced, so an image is never half-overwritten.
-      std::lock_guard lk(mu);
-      e.offset = cursor_;
-      cursor_ += out.size();
-      if (entries_[i].present_pages) unreferenced_bytes_ += entries_[i].stored_size;
-    }
+Result<void> MemoryImageWriter::store_chunk(size_t i) {
+  const ChunkSpan& cs = spans_[i];
+  const uint8_t* base = regions_[cs.region].host + cs.offset;
+  const unsigned pages = static_cast<unsigned>(cs.length / kMemoryPageSize);
+  ChunkEntry e;
+  thread_local std::vector<uint8_t> raw, packed;
+  thread_local std::vector<bool> maybe;
+  raw.clear();
+  const int fd_ram = regions_[cs.region].fd;
+  const bool holes_known = fd_ram >= 0 && data_pages(fd_ram, cs.offset, cs.length, maybe);
+  // Pages are copied out before compressing: the guest may be writing them
+  // (a live checkpoint stores such a chunk again later), and lz4 must see
+  // stable input.
+  for (unsigned p = 0; p < pages; ++p) {
+    const uint8_t* page = base + uint64_t{p} * kMemoryPageSize;
+    if ((holes_known && !maybe[p]) || page_is_zero(page)) continue;
+    e.bitmap[p / 8] |= static_cast<uint8_t>(1u << (p % 8));
+    ++e.present_pages;
+    raw.insert(raw.end(), page, page + kMemoryPageSize);
+  }
+  if (e.present_pages == 0) {
+    std::lock_guard lk(*mu_);
+    if (entries_[i].present_pages) unreferenced_bytes_ += entries_[i].stored_size;
     entries_[i] = e;
-    return pwrite_full(fd_, e.offset, out, what);
-  };
-  return parallel_for(chunks.size(), opts_.threads, compress_one);
+    return {};
+  }
+  packed.resize(static_cast<size_t>(LZ4_compressBound(static_cast<int>(raw.size()))));
+  int n = LZ4_compress_default(reinterpret_cast<const char*>(raw.data()), reinterpret_cast<char*>(packed.data()),
+                               static_cast<int>(raw.size()), static_cast<int>(packed.size()));
+  std::span<const uint8_t> out;
+  if (n > 0 && static_cast<size_t>(n) < raw.size()) {
+    out = std::span(packed.data(), static_cast<size_t>(n));
+  } else {
+    out = raw;  // incompressible: store as is
+    e.flags = kChunkFlagRaw;
+  }
+  e.stored_size = static_cast<uint32_t>(out.size());
+  e.checksum = XXH3_64bits(out.data(), out.size());
+  {
+    // A chunk stored again goes to fresh bytes at the end: its old bytes
+    // stay unreferenced, so an image is never half-overwritten.
+    std::lock_guard lk(*mu_);
+    e.offset = cursor_;
+    cursor_ += out.size();
+    if (entries_[i].present_pages) unreferenced_bytes_ += entries_[i].stored_size;
+  }
+  entries_[i] = e;
+  return pwrite_full(fd_, e.offset, out, "memory image");
+}
+
+Result<void> MemoryImageWriter::store(std::span<const size_t> chunks) {
+  return parallel_for(chunks.size(), opts_.threads, [&](size_t k) { return store_chunk(chunks[k]); });
 }
 
 Result<void> MemoryImageWriter::store_all() {

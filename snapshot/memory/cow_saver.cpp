@@ -1,0 +1,205 @@
+#include "snapshot/memory/cow_saver.hpp"
+
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "snapshot/memory/userfaultfd.hpp"
+
+namespace cairn::snap {
+
+namespace {
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// UFFDIO_WRITEPROTECT, retried while the kernel says the mappings are changing.
+int write_protect(int uffd, uint64_t addr, uint64_t len, bool on) {
+  uffdio_writeprotect wp{};
+  wp.range = {addr, len};
+  wp.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0;  // lifting it also wakes the writes waiting there
+  int rc;
+  do rc = ::ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
+  while (rc != 0 && (errno == EAGAIN || errno == EINTR));
+  return rc;
+}
+}  // namespace
+
+Result<std::unique_ptr<CopyOnWriteSaver>> CopyOnWriteSaver::start(MemoryImageWriter& writer,
+                                                                   const CowSaveOptions& opts) {
+  auto s = std::unique_ptr<CopyOnWriteSaver>(new CopyOnWriteSaver());
+  s->writer_ = &writer;
+  s->regions_ = writer.regions();
+  s->spans_ = writer.spans();
+  s->chunk_size_ = writer.chunk_size();
+  for (size_t i = 0; i < s->regions_.size(); ++i)
+    if (s->regions_[i].fd < 0)
+      return fail(Errc::unsupported, "guest memory region {} is not shared memory (no memfd)", i);
+  for (size_t c = 0; c < s->spans_.size(); ++c)
+    if (s->spans_[c].offset == 0) s->first_chunk_.push_back(c);
+  s->state_ = std::make_unique<std::atomic<uint8_t>[]>(s->spans_.size());
+  s->start_ns_ = now_ns();
+
+  uint64_t features = 0;
+  auto uffd = open_userfaultfd(features);
+  if (!uffd) return std::unexpected(uffd.error());
+  s->uffd_ = std::move(*uffd);
+  // Without it, the kernel cannot protect shared memory's empty entries, and
+  // a first write into a page never touched would go unseen.
+  if (!(features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+    return fail(Errc::unsupported, "this kernel's userfaultfd cannot write-protect shared memory (Linux 5.19+)");
+  if (auto r = s->protect_all(); !r) return std::unexpected(r.error());
+  s->stop_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!s->stop_fd_) return fail_errno("eventfd");
+
+  s->fault_thread_ = std::thread([p = s.get()] { p->fault_loop(); });
+  s->threads_ = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
+  if (opts.start_writers) s->start_writers();
+  return s;
+}
+
+void CopyOnWriteSaver::start_writers() {
+  if (!writers_.empty()) return;
+  for (unsigned t = 0; t < threads_; ++t) writers_.emplace_back([this] { writer_loop(); });
+}
+
+Result<void> CopyOnWriteSaver::protect_all() {
+  for (auto& r : regions_) {
+    if (auto res = register_range(uffd_.get(), r.host, r.size, UFFDIO_REGISTER_MODE_WP,
+                                  (1ULL << _UFFDIO_WRITEPROTECT) | (1ULL << _UFFDIO_WAKE));
+        !res) {
+      unprotect_all();
+      return res;
+    }
+    registered_ = true;
+    if (write_protect(uffd_.get(), reinterpret_cast<uint64_t>(r.host), r.size, true) != 0) {
+      int err = errno;
+      unprotect_all();
+      return fail(err == EINVAL || err == ENOENT ? Errc::unsupported : errc_from_errno(err),
+                  "write-protecting guest memory: {}", std::strerror(err));
+    }
+  }
+  return {};
+}
+
+CopyOnWriteSaver::~CopyOnWriteSaver() {
+  stopping_ = true;
+  for (auto& t : writers_)
+    if (t.joinable()) t.join();
+  // No fault may wait after this: lift what protection is left, then end the
+  // fault thread (closing the fd unregisters the mappings).
+  unprotect_all();
+  if (stop_fd_) {
+    uint64_t one = 1;
+    (void)!::write(stop_fd_.get(), &one, sizeof(one));
+  }
+  if (fault_thread_.joinable()) fault_thread_.join();
+}
+
+void CopyOnWriteSaver::writer_loop() {
+  while (!stopping_ && !failed_) {
+    size_t i = next_.fetch_add(1);
+    if (i >= spans_.size()) return;
+    (void)store(i, /*on_fault=*/false);
+  }
+}
+
+bool CopyOnWriteSaver::store(size_t i, bool on_fault) {
+  uint8_t expect = kPending;
+  if (!state_[i].compare_exchange_strong(expect, kStoring)) return false;
+  if (on_fault) fault_chunks_.fetch_add(1);
+  const ChunkSpan& cs = spans_[i];
+  const uint64_t addr = reinterpret_cast<uint64_t>(regions_[cs.region].host) + cs.offset;
+  if (auto r = writer_->store_chunk(i); !r) {
+    fail_store(std::move(r.error()).context("saving guest memory"));
+    return true;
+  }
+  // Stored: the guest may write this chunk again (lifting the protection
+  // wakes the writes waiting in it).
+  unprotect(addr, cs.length);
+  state_[i].store(kStored, std::memory_order_release);
+  stored_.fetch_add(1);
+  finish_if_complete();
+  return true;
+}
+
+void CopyOnWriteSaver::unprotect(uint64_t addr, uint64_t len) {
+  if (write_protect(uffd_.get(), addr, len, false) != 0) {
+    // Cannot happen while registered; if it did, the guest must not hang on it.
+    fail_store(fail_errno("lifting write protection from guest memory").error());
+  }
+}
+
+void CopyOnWriteSaver::unprotect_all() {
+  std::lock_guard lk(mu_);
+  if (!registered_ || !uffd_) return;
+  for (auto& r : regions_) {
+    (void)write_protect(uffd_.get(), reinterpret_cast<uint64_t>(r.host), r.size, false);
+    uffdio_range range{reinterpret_cast<uint64_t>(r.host), r.size};
+    (void)::ioctl(uffd_.get(), UFFDIO_UNREGISTER, &range);
+  }
+  registered_ = false;
+}
+
+void CopyOnWriteSaver::fail_store(Error e) {
+  {
+    std::lock_guard lk(mu_);
+    if (error_) return;
+    error_ = std::move(e);
+  }
+  failed_ = true;
+  // The checkpoint has failed: the guest goes on at once.
+  unprotect_all();
+  cv_.notify_all();
+}
+
+void CopyOnWriteSaver::finish_if_complete() {
+  if (stored_.load() != spans_.size()) return;
+  unprotect_all();  // every chunk's protection is lifted already; this unregisters
+  std::lock_guard lk(mu_);
+  if (complete_) return;
+  complete_ = true;
+  copy_ms_ = static_cast<double>(now_ns() - start_ns_) / 1e6;
+  cv_.notify_all();
+}
+
+void CopyOnWriteSaver::serve_fault(uint64_t addr) {
+  faults_.fetch_add(1);
+  const uint64_t page = addr & ~uint64_t{kMemoryPageSize - 1};
+  for (size_t r = 0; r < regions_.size(); ++r) {
+    const uint64_t base = reinterpret_cast<uint64_t>(regions_[r].host);
+    if (page < base || page - base >= regions_[r].size) continue;
+    const size_t chunk = first_chunk_[r] + (page - base) / chunk_size_;
+    // Stored here, or by the writer that claimed it, which wakes it when done.
+    if (failed_ || store(chunk, /*on_fault=*/true) || state_[chunk].load(std::memory_order_acquire) == kStoring)
+      return;
+    break;
+  }
+  // Stored already (a message read after the wake): make sure it goes on.
+  uffdio_range range{page, kMemoryPageSize};
+  (void)::ioctl(uffd_.get(), UFFDIO_WAKE, &range);
+}
+
+void CopyOnWriteSaver::fault_loop() {
+  serve_faults(uffd_.get(), stop_fd_.get(), [this](const uffd_msg& m) { serve_fault(m.arg.pagefault.address); });
+}
+
+Result<void> CopyOnWriteSaver::wait() {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [this] { return complete_ || error_.has_value(); });
+  if (error_) return std::unexpected(*error_);
+  return {};
+}
+
+CowSaveStats CopyOnWriteSaver::stats() const {
+  std::lock_guard lk(mu_);
+  return {spans_.size(), stored_.load(), fault_chunks_.load(), faults_.load(), copy_ms_, complete_};
+}
+
+}  // namespace cairn::snap
