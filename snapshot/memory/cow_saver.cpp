@@ -1,6 +1,7 @@
 #include "snapshot/memory/cow_saver.hpp"
 
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cstring>
 
 #include "snapshot/memory/userfaultfd.hpp"
+#include "vmm/base/mapping.hpp"
 
 namespace cairn::snap {
 
@@ -30,6 +32,23 @@ int write_protect(int uffd, uint64_t addr, uint64_t len, bool on) {
   return rc;
 }
 }  // namespace
+
+Result<void> CopyOnWriteSaver::check_host() {
+  UniqueFd memfd(::memfd_create("cairn-cow-probe", MFD_CLOEXEC));
+  if (!memfd) return fail_errno("memfd_create");
+  if (::ftruncate(memfd.get(), kMemoryPageSize) != 0) return fail_errno("sizing a memfd");
+  void* p = ::mmap(nullptr, kMemoryPageSize, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0);
+  if (p == MAP_FAILED) return fail_errno("mapping a memfd");
+  Mapping map(p, kMemoryPageSize);
+  auto file = UniqueFd(::memfd_create("cairn-cow-probe-image", MFD_CLOEXEC));
+  if (!file) return fail_errno("memfd_create");
+  RamRegion region{0, kMemoryPageSize, static_cast<uint8_t*>(p), memfd.get()};
+  auto writer = MemoryImageWriter::create(file.get(), std::span(&region, 1), {.chunk_size = kMemoryPageSize});
+  if (!writer) return std::unexpected(writer.error());
+  auto saver = start(*writer, {.threads = 1, .start_writers = false});
+  if (!saver) return std::unexpected(saver.error());
+  return {};
+}
 
 Result<std::unique_ptr<CopyOnWriteSaver>> CopyOnWriteSaver::start(MemoryImageWriter& writer,
                                                                    const CowSaveOptions& opts) {

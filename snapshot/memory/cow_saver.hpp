@@ -51,6 +51,9 @@ class CopyOnWriteSaver {
   // when the host cannot write-protect this memory with userfaultfd: copy it
   // some other way. On success every region is protected when this returns.
   static Result<std::unique_ptr<CopyOnWriteSaver>> start(MemoryImageWriter& writer, const CowSaveOptions& opts = {});
+  // Whether this host can (userfaultfd write protection of shared memory),
+  // tried on a page of its own; Errc::unsupported with the reason if not.
+  static Result<void> check_host();
   // Stops the writers and lifts any protection left: a guest never waits on
   // a saver that is gone.
   ~CopyOnWriteSaver();

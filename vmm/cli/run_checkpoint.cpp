@@ -45,12 +45,12 @@ MachineExit RunCheckpointOptions::run(Machine& m) const {
     }
     fmt::print(stderr,
                "cairn: checkpoint saved to {}: {} MiB of RAM ({} pages stored, {} zero) in a {:.1f} MiB image and "
-               "{} KiB of state; guest paused {:.0f} ms (stopping {:.0f} ms, state {:.0f} ms, {} chunks {:.0f} ms; "
-               "{:.0f} ms copied live in {} passes before), "
-               "{:.0f} ms in all\n",
+               "{} KiB of state; guest paused {:.0f} ms (stopping {:.0f} ms, state {:.0f} ms, {} chunks {:.0f} ms); "
+               "memory copied {} ({:.0f} ms while the guest ran), {:.0f} ms in all\n",
                checkpoint_dir, s->guest_memory_bytes >> 20, s->stored_pages, s->zero_pages,
                static_cast<double>(s->memory_file_bytes) / (1 << 20), (s->state_file_bytes + 1023) / 1024, s->paused_ms,
-               s->pause_ms, s->state_ms, s->paused_chunks, s->memory_ms, s->live_copy_ms, s->live_rounds, s->total_ms);
+               s->pause_ms, s->state_ms, s->paused_chunks, s->memory_ms, s->memory_copy, s->live_copy_ms,
+               s->total_ms);
   });
   MachineExit e = m.run();
   {

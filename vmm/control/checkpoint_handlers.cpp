@@ -6,8 +6,10 @@
 //     goes on in its new top layer; config.json is updated to match.
 //     -> {"memory": bool, "guest_memory_bytes", "memory_file_bytes",
 //         "state_file_bytes", "paused_ms", "total_ms", "live_copy_ms", "live_rounds",
-//         "memory_copy": "live"|"paused", "memory_copy_note" (why a running guest was
-//         copied in the pause), "paused_chunks", "compacted_bytes", "pause_ms", "state_ms", "memory_ms",
+//         "memory_copy": "copy-on-write"|"pre-copy"|"paused", "cow_fault_chunks",
+//         "memory_copy_note" (why a running guest was not copied the preferred way),
+//         "paused_chunks", "compacted_bytes", "pause_ms", "state_ms", "memory_ms",
+//         "memory_verified" (CAIRN_VERIFY_MEMORY=1: the image equals the paused RAM),
 //         "frozen": [{"slot", "frozen", "new_top", "flush_ms", "import_ms", "relayer_ms",
 //                     "patched_blocks", "live_patched_blocks"}]}
 //     disks only also: "pause_ms" (stopping the vCPUs), "config_ms" (config.json)
@@ -194,7 +196,8 @@ void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm) {
              {"total_ms", s->total_ms},
              {"live_copy_ms", s->live_copy_ms},
              {"live_rounds", s->live_rounds},
-             {"memory_copy", s->live_rounds ? "live" : "paused"},
+             {"memory_copy", s->memory_copy},
+             {"cow_fault_chunks", s->cow_fault_chunks},
              {"paused_chunks", s->paused_chunks},
              {"compacted_bytes", s->compacted_bytes},
              {"pause_ms", s->pause_ms},
@@ -202,6 +205,7 @@ void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm) {
              {"memory_ms", s->memory_ms},
              {"frozen", frozen_json(s->frozen)}};
       if (!s->memory_copy_note.empty()) out["memory_copy_note"] = s->memory_copy_note;
+      if (s->memory_verified) out["memory_verified"] = true;
     } else {
       auto agent = args.find("agent");
       auto r = save_disks(vm, *plan, agent == args.end() ? nullptr : &*agent);

@@ -51,14 +51,27 @@ std::string hypervisor_signature() {
   return sig;
 }
 
-LiveCopyPolicy decide_live_copy(const std::string& hypervisor_signature, const char* env_override) {
-  if (env_override && std::string_view(env_override) == "0") return {false, "CAIRN_LIVE_COPY=0"};
-  if (env_override && std::string_view(env_override) == "1") return {true, {}};
-  if (hypervisor_signature == "TCGTCGTCGTCG")
-    return {false, "KVM's dirty log is not reliable under QEMU's TCG emulation (CAIRN_LIVE_COPY=1 forces it)"};
-  return {true, {}};
+std::string_view memory_copy_name(MemoryCopy m) {
+  switch (m) {
+    case MemoryCopy::copy_on_write: return "copy-on-write";
+    case MemoryCopy::pre_copy: return "pre-copy";
+    case MemoryCopy::paused: return "paused";
+  }
+  return "?";
 }
 
-LiveCopyPolicy live_copy_policy() { return decide_live_copy(hypervisor_signature(), std::getenv("CAIRN_LIVE_COPY")); }
+MemoryCopyPolicy decide_memory_copy(const std::string& hypervisor_signature, const char* env_override) {
+  const std::string_view env = env_override ? env_override : "";
+  if (env == "paused") return {MemoryCopy::paused, MemoryCopy::paused, "CAIRN_MEMORY_COPY=paused"};
+  if (env == "pre-copy") return {MemoryCopy::pre_copy, MemoryCopy::pre_copy, {}};
+  if (hypervisor_signature == "TCGTCGTCGTCG")
+    return {MemoryCopy::copy_on_write, MemoryCopy::paused,
+            "KVM's dirty log is not reliable under QEMU's TCG emulation (CAIRN_MEMORY_COPY=pre-copy forces it)"};
+  return {MemoryCopy::copy_on_write, MemoryCopy::pre_copy, {}};
+}
+
+MemoryCopyPolicy memory_copy_policy() {
+  return decide_memory_copy(hypervisor_signature(), std::getenv("CAIRN_MEMORY_COPY"));
+}
 
 }  // namespace cairn

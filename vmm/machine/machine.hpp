@@ -109,14 +109,17 @@ struct CheckpointStats {
   uint64_t zero_pages = 0;
   double paused_ms = 0;            // how long the guest was stopped
   double total_ms = 0;
+  std::string memory_copy = "paused";  // copy-on-write, pre-copy or paused (host_check.hpp)
   double live_copy_ms = 0;         // memory copied while the guest ran (0: not running)
-  unsigned live_rounds = 0;        // passes of that copy (the first stores every chunk)
+  unsigned live_rounds = 0;        // pre-copy: passes before the pause (the first stores every chunk)
+  uint64_t cow_fault_chunks = 0;   // copy-on-write: chunks a guest write had to wait for
   std::string memory_copy_note;    // why a running guest's RAM was copied in the pause instead
   uint64_t paused_chunks = 0;      // memory chunks stored during the pause
   double pause_ms = 0;             // of paused_ms: stopping the vCPUs
   double state_ms = 0;             //   reading vCPU, VM and device state
-  double memory_ms = 0;            //   storing memory chunks
+  double memory_ms = 0;            //   storing memory chunks (copy-on-write: protecting them)
   uint64_t compacted_bytes = 0;    // earlier copies of chunks stored again, removed from the file
+  bool memory_verified = false;    // CAIRN_VERIFY_MEMORY=1: the image equals the paused guest's RAM
   std::vector<FrozenDisk> frozen;  // the disks frozen in the same pause
 };
 

@@ -14,6 +14,7 @@
 #include "devices/serial8250.hpp"
 #include "devices/virtio/mmio_transport.hpp"
 #include "devices/virtio/vsock_device.hpp"
+#include "snapshot/memory/cow_saver.hpp"
 #include "snapshot/memory/file_io.hpp"
 #include "snapshot/memory/lazy_loader.hpp"
 #include "snapshot/memory/memory_image.hpp"
@@ -248,19 +249,25 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   auto writer = snap::MemoryImageWriter::create(mem_fd->get(), regions, {.chunk_size = 256 << 10});
   if (!writer) return std::unexpected(writer.error());
 
-  // A running guest is copied while it runs, where KVM's dirty log can be
-  // trusted (host_check.hpp), and the pause then only stores the chunks
-  // written since (see live_copy_memory); elsewhere all of RAM is stored in the pause.
-  static const LiveCopyPolicy policy = live_copy_policy();
+  // How a running guest's RAM is copied (host_check.hpp says why in this order).
+  static const MemoryCopyPolicy policy = memory_copy_policy();
   const bool guest_runs = running_unpaused();
-  const bool running = guest_runs && policy.live;
-  if (guest_runs && !policy.live) stats.memory_copy_note = policy.why;
+  MemoryCopy method = guest_runs ? policy.method : MemoryCopy::paused;
+  if (guest_runs && method == MemoryCopy::paused) stats.memory_copy_note = policy.why;
+  if (method == MemoryCopy::copy_on_write) {
+    static const Result<void> cow_here = snap::CopyOnWriteSaver::check_host();
+    if (!cow_here) {
+      method = policy.fallback;
+      stats.memory_copy_note = cow_here.error().message;
+      if (!policy.why.empty()) stats.memory_copy_note += "; " + policy.why;
+    }
+  }
   std::vector<size_t> pending;
   bool logging = false;
   Finally stop_logging{[&] {
     if (logging) (void)vm_->set_dirty_logging(memory_, false);
   }};
-  if (running) {
+  if (method == MemoryCopy::pre_copy) {
     const auto tl = std::chrono::steady_clock::now();
     LiveCopy live;
     if (auto r = live_copy_memory(*writer, logging, live); !r)
@@ -269,6 +276,9 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
     stats.live_rounds = live.rounds;
     stats.live_copy_ms = ms_since(tl);
   }
+  // Declared before the pause's guard, so that on every path the guest is
+  // resumed first and the saver's protection lifted after (~CopyOnWriteSaver).
+  std::unique_ptr<snap::CopyOnWriteSaver> cow;
 
   // The disks' new layers are made before the pause, which only switches to them.
   auto prepared = prepare_disks(freeze);
@@ -299,7 +309,19 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   if (!state) return std::unexpected(std::move(state.error()).context("capturing the VM state"));
   stats.state_ms = ms_since(ts);
   ts = std::chrono::steady_clock::now();
-  if (logging) {
+  if (method == MemoryCopy::copy_on_write) {
+    // Only the protection is set in the pause; the writers start after it.
+    auto saver = snap::CopyOnWriteSaver::start(*writer, {.start_writers = false});
+    if (saver) {
+      cow = std::move(*saver);
+    } else {
+      method = MemoryCopy::paused;
+      stats.memory_copy_note = saver.error().message;
+    }
+  }
+  if (cow) {
+    stats.paused_chunks = 0;  // all stored after the pause
+  } else if (logging) {
     auto dirty = take_dirty_chunks(*writer, std::move(pending));
     if (!dirty) return std::unexpected(dirty.error());
     stats.paused_chunks = dirty->size();
@@ -330,12 +352,24 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
     logging = false;
     if (auto r = vm_->set_dirty_logging(memory_, false); !r) return std::unexpected(r.error());
   }
+  if (cow) {
+    cow->start_writers();
+    auto r = cow->wait();
+    const auto cs = cow->stats();
+    stats.live_copy_ms = cs.copy_ms;
+    stats.cow_fault_chunks = cs.fault_chunks;
+    if (!r) return std::unexpected(std::move(r.error()).context("copying guest memory while the guest runs"));
+    cow.reset();
+  }
+  stats.memory_copy = std::string(memory_copy_name(method));
   auto mstats = writer->finish();
   if (!mstats) return std::unexpected(std::move(mstats.error()).context("saving guest memory"));
 
   if (auto r = snap::fsync_fd(mem_fd->get(), mem_path); !r) return std::unexpected(r.error());
-  if (!expected.empty())
+  if (!expected.empty()) {
     if (auto r = verify_image(mem_path, expected); !r) return std::unexpected(r.error());
+    stats.memory_verified = true;
+  }
   auto encoded = snap::encode_machine_state(*state);
   if (!encoded) return std::unexpected(encoded.error());
   auto state_bytes = write_file_synced(tmpl + "/" + kStateFile, *encoded);

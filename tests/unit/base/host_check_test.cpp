@@ -16,13 +16,19 @@ TEST_CASE("host check tells hardware KVM from PVM and names the way out") {
   CHECK_FALSE(classify_host_kvm(false, false, "flags : svm\n"));
 }
 
-TEST_CASE("live checkpoints are off under QEMU's TCG unless forced, on elsewhere") {
-  CHECK(decide_live_copy("", nullptr).live);
-  CHECK(decide_live_copy("KVMKVMKVM", nullptr).live);  // nested on hardware KVM: its dirty log is real
-  auto tcg = decide_live_copy("TCGTCGTCGTCG", nullptr);
-  CHECK_FALSE(tcg.live);
-  CHECK(tcg.why.find("CAIRN_LIVE_COPY=1") != std::string::npos);
-  CHECK(decide_live_copy("TCGTCGTCGTCG", "1").live);
-  CHECK_FALSE(decide_live_copy("", "0").live);
-  CHECK(decide_live_copy("", "yes").live);  // anything else: the default
+TEST_CASE("a running guest's RAM: copy-on-write first, pre-copy next where KVM's dirty log is trusted") {
+  auto metal = decide_memory_copy("", nullptr);
+  CHECK(metal.method == MemoryCopy::copy_on_write);
+  CHECK(metal.fallback == MemoryCopy::pre_copy);
+  CHECK(decide_memory_copy("KVMKVMKVM", nullptr).fallback == MemoryCopy::pre_copy);  // nested on hardware KVM
+  auto tcg = decide_memory_copy("TCGTCGTCGTCG", nullptr);
+  CHECK(tcg.method == MemoryCopy::copy_on_write);
+  CHECK(tcg.fallback == MemoryCopy::paused);
+  CHECK(tcg.why.find("CAIRN_MEMORY_COPY=pre-copy") != std::string::npos);
+  CHECK(decide_memory_copy("TCGTCGTCGTCG", "pre-copy").method == MemoryCopy::pre_copy);
+  auto paused = decide_memory_copy("", "paused");
+  CHECK(paused.method == MemoryCopy::paused);
+  CHECK(paused.why == "CAIRN_MEMORY_COPY=paused");
+  CHECK(decide_memory_copy("", "yes").method == MemoryCopy::copy_on_write);  // anything else: the default
+  CHECK(memory_copy_name(MemoryCopy::copy_on_write) == "copy-on-write");
 }
