@@ -54,15 +54,11 @@ Result<std::unique_ptr<CopyOnWriteSaver>> CopyOnWriteSaver::start(MemoryImageWri
                                                                    const CowSaveOptions& opts) {
   auto s = std::unique_ptr<CopyOnWriteSaver>(new CopyOnWriteSaver());
   s->writer_ = &writer;
-  s->regions_ = writer.regions();
-  s->spans_ = writer.spans();
-  s->chunk_size_ = writer.chunk_size();
-  for (size_t i = 0; i < s->regions_.size(); ++i)
-    if (s->regions_[i].fd < 0)
+  s->chunks_ = HostChunks(writer.regions(), writer.chunk_size());
+  for (size_t i = 0; i < writer.regions().size(); ++i)
+    if (writer.regions()[i].fd < 0)
       return fail(Errc::unsupported, "guest memory region {} is not shared memory (no memfd)", i);
-  for (size_t c = 0; c < s->spans_.size(); ++c)
-    if (s->spans_[c].offset == 0) s->first_chunk_.push_back(c);
-  s->state_ = std::make_unique<std::atomic<uint8_t>[]>(s->spans_.size());
+  s->state_ = std::make_unique<std::atomic<uint8_t>[]>(s->chunks_.size());
   s->start_ns_ = now_ns();
 
   uint64_t features = 0;
@@ -89,7 +85,7 @@ void CopyOnWriteSaver::start_writers() {
 }
 
 Result<void> CopyOnWriteSaver::protect_all() {
-  for (auto& r : regions_) {
+  for (auto& r : chunks_.regions()) {
     if (auto res = register_range(uffd_.get(), r.host, r.size, UFFDIO_REGISTER_MODE_WP,
                                   (1ULL << _UFFDIO_WRITEPROTECT) | (1ULL << _UFFDIO_WAKE));
         !res) {
@@ -124,7 +120,7 @@ CopyOnWriteSaver::~CopyOnWriteSaver() {
 void CopyOnWriteSaver::writer_loop() {
   while (!stopping_ && !failed_) {
     size_t i = next_.fetch_add(1);
-    if (i >= spans_.size()) return;
+    if (i >= chunks_.size()) return;
     (void)store(i, /*on_fault=*/false);
   }
 }
@@ -133,15 +129,13 @@ bool CopyOnWriteSaver::store(size_t i, bool on_fault) {
   uint8_t expect = kPending;
   if (!state_[i].compare_exchange_strong(expect, kStoring)) return false;
   if (on_fault) fault_chunks_.fetch_add(1);
-  const ChunkSpan& cs = spans_[i];
-  const uint64_t addr = reinterpret_cast<uint64_t>(regions_[cs.region].host) + cs.offset;
   if (auto r = writer_->store_chunk(i); !r) {
     fail_store(std::move(r.error()).context("saving guest memory"));
     return true;
   }
   // Stored: the guest may write this chunk again (lifting the protection
   // wakes the writes waiting in it).
-  unprotect(addr, cs.length);
+  unprotect(chunks_.addr(i), chunks_.span(i).length);
   state_[i].store(kStored, std::memory_order_release);
   stored_.fetch_add(1);
   finish_if_complete();
@@ -158,7 +152,7 @@ void CopyOnWriteSaver::unprotect(uint64_t addr, uint64_t len) {
 void CopyOnWriteSaver::unprotect_all() {
   std::lock_guard lk(mu_);
   if (!registered_ || !uffd_) return;
-  for (auto& r : regions_) {
+  for (auto& r : chunks_.regions()) {
     (void)write_protect(uffd_.get(), reinterpret_cast<uint64_t>(r.host), r.size, false);
     uffdio_range range{reinterpret_cast<uint64_t>(r.host), r.size};
     (void)::ioctl(uffd_.get(), UFFDIO_UNREGISTER, &range);
@@ -179,7 +173,7 @@ void CopyOnWriteSaver::fail_store(Error e) {
 }
 
 void CopyOnWriteSaver::finish_if_complete() {
-  if (stored_.load() != spans_.size()) return;
+  if (stored_.load() != chunks_.size()) return;
   unprotect_all();  // every chunk's protection is lifted already; this unregisters
   std::lock_guard lk(mu_);
   if (complete_) return;
@@ -191,15 +185,11 @@ void CopyOnWriteSaver::finish_if_complete() {
 void CopyOnWriteSaver::serve_fault(uint64_t addr) {
   faults_.fetch_add(1);
   const uint64_t page = addr & ~uint64_t{kMemoryPageSize - 1};
-  for (size_t r = 0; r < regions_.size(); ++r) {
-    const uint64_t base = reinterpret_cast<uint64_t>(regions_[r].host);
-    if (page < base || page - base >= regions_[r].size) continue;
-    const size_t chunk = first_chunk_[r] + (page - base) / chunk_size_;
-    // Stored here, or by the writer that claimed it, which wakes it when done.
-    if (failed_ || store(chunk, /*on_fault=*/true) || state_[chunk].load(std::memory_order_acquire) == kStoring)
-      return;
-    break;
-  }
+  // Stored here, or by the writer that claimed it, which wakes it when done.
+  if (auto chunk = chunks_.chunk_at(page);
+      chunk && (failed_ || store(*chunk, /*on_fault=*/true) ||
+                state_[*chunk].load(std::memory_order_acquire) == kStoring))
+    return;
   // Stored already (a message read after the wake): make sure it goes on.
   uffdio_range range{page, kMemoryPageSize};
   (void)::ioctl(uffd_.get(), UFFDIO_WAKE, &range);
@@ -218,7 +208,7 @@ Result<void> CopyOnWriteSaver::wait() {
 
 CowSaveStats CopyOnWriteSaver::stats() const {
   std::lock_guard lk(mu_);
-  return {spans_.size(), stored_.load(), fault_chunks_.load(), faults_.load(), copy_ms_, complete_};
+  return {chunks_.size(), stored_.load(), fault_chunks_.load(), faults_.load(), copy_ms_, complete_};
 }
 
 }  // namespace cairn::snap

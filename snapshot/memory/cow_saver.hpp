@@ -82,10 +82,7 @@ class CopyOnWriteSaver {
   void finish_if_complete();
 
   MemoryImageWriter* writer_ = nullptr;
-  std::vector<RamRegion> regions_;
-  std::vector<ChunkSpan> spans_;
-  std::vector<size_t> first_chunk_;  // per region: its first chunk number
-  uint32_t chunk_size_ = 0;
+  HostChunks chunks_;
   UniqueFd uffd_;
   UniqueFd stop_fd_;  // eventfd: ends the fault thread
   std::unique_ptr<std::atomic<uint8_t>[]> state_;

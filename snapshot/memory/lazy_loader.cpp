@@ -49,12 +49,9 @@ Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_pt
 
   auto l = std::unique_ptr<LazyMemoryLoader>(new LazyMemoryLoader());
   l->image_ = std::move(image);
-  l->regions_ = std::move(regions);
-  l->spans_ = chunk_spans(l->image_->layout(), l->image_->chunk_size());
-  for (size_t c = 0; c < l->spans_.size(); ++c)
-    if (l->spans_[c].offset == 0) l->first_chunk_.push_back(c);  // a region's first chunk
+  l->chunks_ = HostChunks(std::move(regions), l->image_->chunk_size());
   l->on_error_ = std::move(on_error);
-  l->state_ = std::make_unique<std::atomic<uint8_t>[]>(l->spans_.size());
+  l->state_ = std::make_unique<std::atomic<uint8_t>[]>(l->chunks_.size());
   l->start_ns_ = now_ns();
 
   if (auto r = check_no_shmem_thp(); !r) return std::unexpected(r.error());
@@ -76,7 +73,7 @@ Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_pt
 }
 
 Result<void> LazyMemoryLoader::register_regions() {
-  for (auto& r : regions_)
+  for (auto& r : chunks_.regions())
     if (auto res = register_range(uffd_.get(), r.host, r.size, UFFDIO_REGISTER_MODE_MISSING,
                                   (1ULL << _UFFDIO_WAKE) | (1ULL << _UFFDIO_ZEROPAGE));
         !res)
@@ -100,7 +97,7 @@ LazyMemoryLoader::~LazyMemoryLoader() {
 void LazyMemoryLoader::prefetch_loop() {
   while (!stopping_ && !failed_) {
     size_t i = next_prefetch_.fetch_add(1);
-    if (i >= spans_.size()) return;
+    if (i >= chunks_.size()) return;
     (void)load(i, /*on_demand=*/false);
   }
 }
@@ -126,8 +123,8 @@ Result<void> LazyMemoryLoader::load_chunk(size_t i, std::vector<uint8_t>& stored
   const ChunkEntry& e = image_->index()[i];
   if (e.present_pages == 0) return {};
   if (auto r = image_->read_chunk(i, stored, pages); !r) return r;
-  const ChunkSpan& s = spans_[i];
-  const int fd = regions_[s.region].fd;
+  const ChunkSpan& s = chunks_.span(i);
+  const int fd = chunks_.regions()[s.region].fd;
   const unsigned npages = static_cast<unsigned>(s.length / kMemoryPageSize);
   // Runs of present pages, each one pwrite into the memfd.
   size_t next = 0;
@@ -147,8 +144,7 @@ Result<void> LazyMemoryLoader::load_chunk(size_t i, std::vector<uint8_t>& stored
 }
 
 void LazyMemoryLoader::wake_chunk(size_t i) {
-  const ChunkSpan& s = spans_[i];
-  uffdio_range range{reinterpret_cast<uint64_t>(regions_[s.region].host) + s.offset, s.length};
+  uffdio_range range{chunks_.addr(i), chunks_.span(i).length};
   (void)::ioctl(uffd_.get(), UFFDIO_WAKE, &range);
 }
 
@@ -165,14 +161,14 @@ void LazyMemoryLoader::fail_load(Error e) {
 }
 
 void LazyMemoryLoader::finish_if_complete() {
-  if (loaded_.load() != spans_.size()) return;
+  if (loaded_.load() != chunks_.size()) return;
   std::lock_guard lk(mu_);
   if (complete_) return;
   complete_ = true;
   load_ms_ = static_cast<double>(now_ns() - start_ns_) / 1e6;
   // Every page is in the memfd or a hole that reads as zeros: no fault needs
   // the loader any more (unregistering wakes any that still wait).
-  for (auto& r : regions_) {
+  for (auto& r : chunks_.regions()) {
     uffdio_range range{reinterpret_cast<uint64_t>(r.host), r.size};
     (void)::ioctl(uffd_.get(), UFFDIO_UNREGISTER, &range);
   }
@@ -182,16 +178,10 @@ void LazyMemoryLoader::finish_if_complete() {
 void LazyMemoryLoader::serve_fault(uint64_t addr) {
   faults_.fetch_add(1);
   const uint64_t page = addr & ~uint64_t{kMemoryPageSize - 1};
-  for (size_t r = 0; r < regions_.size(); ++r) {
-    const uint64_t base = reinterpret_cast<uint64_t>(regions_[r].host);
-    if (page < base || page - base >= regions_[r].size) continue;
-    const size_t chunk = first_chunk_[r] + (page - base) / image_->chunk_size();
-    if (!failed_ && state_[chunk].load(std::memory_order_acquire) != kLoaded) {
-      (void)load(chunk, /*on_demand=*/true);
-      // Claimed by a prefetcher: it wakes the chunk when its pages are in.
-      if (state_[chunk].load(std::memory_order_acquire) != kLoaded && !failed_) return;
-    }
-    break;
+  if (auto chunk = chunks_.chunk_at(page); chunk && !failed_ && state_[*chunk].load(std::memory_order_acquire) != kLoaded) {
+    (void)load(*chunk, /*on_demand=*/true);
+    // Claimed by a prefetcher: it wakes the chunk when its pages are in.
+    if (state_[*chunk].load(std::memory_order_acquire) != kLoaded && !failed_) return;
   }
   // The chunk is in: the page is in the memfd (wake the faulting thread) or
   // the image left it out (give it a zero page, which also wakes it).
@@ -216,7 +206,7 @@ Result<void> LazyMemoryLoader::wait() {
 
 LazyLoadStats LazyMemoryLoader::stats() const {
   std::lock_guard lk(mu_);
-  return {spans_.size(), loaded_.load(), demand_chunks_.load(), faults_.load(), load_ms_, complete_};
+  return {chunks_.size(), loaded_.load(), demand_chunks_.load(), faults_.load(), load_ms_, complete_};
 }
 
 }  // namespace cairn::snap

@@ -77,9 +77,7 @@ class LazyMemoryLoader {
   void finish_if_complete();
 
   std::shared_ptr<const MemoryImageReader> image_;
-  std::vector<RamRegion> regions_;
-  std::vector<ChunkSpan> spans_;
-  std::vector<size_t> first_chunk_;  // per region: its first chunk number
+  HostChunks chunks_;
   ErrorHandler on_error_;
   UniqueFd uffd_;
   UniqueFd stop_fd_;  // eventfd: ends the fault thread

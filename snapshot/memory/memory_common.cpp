@@ -17,6 +17,23 @@ std::vector<ChunkSpan> chunk_spans(std::span<const RegionLayout> layout, uint32_
   return out;
 }
 
+HostChunks::HostChunks(std::vector<RamRegion> regions, uint32_t chunk_size)
+    : regions_(std::move(regions)), chunk_size_(chunk_size) {
+  std::vector<RegionLayout> layout;
+  for (auto& r : regions_) layout.push_back({r.gpa, r.size});
+  spans_ = chunk_spans(layout, chunk_size);
+  for (size_t c = 0; c < spans_.size(); ++c)
+    if (spans_[c].offset == 0) first_chunk_.push_back(c);
+}
+
+std::optional<size_t> HostChunks::chunk_at(uint64_t addr) const {
+  for (size_t r = 0; r < regions_.size(); ++r) {
+    const uint64_t base = reinterpret_cast<uint64_t>(regions_[r].host);
+    if (addr >= base && addr - base < regions_[r].size) return first_chunk_[r] + (addr - base) / chunk_size_;
+  }
+  return std::nullopt;
+}
+
 Result<void> parallel_for(size_t count, unsigned threads, const std::function<Result<void>(size_t)>& fn) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   threads = static_cast<unsigned>(std::min<size_t>(threads, std::max<size_t>(count, 1)));

@@ -166,6 +166,25 @@ struct ChunkSpan {
 };
 std::vector<ChunkSpan> chunk_spans(std::span<const RegionLayout> layout, uint32_t chunk_size);
 
+// Mapped guest RAM cut into chunks: where each chunk lies in this process,
+// and which chunk a faulting address falls in (userfaultfd handlers).
+class HostChunks {
+ public:
+  HostChunks() = default;
+  HostChunks(std::vector<RamRegion> regions, uint32_t chunk_size);
+  size_t size() const { return spans_.size(); }
+  const std::vector<RamRegion>& regions() const { return regions_; }
+  const ChunkSpan& span(size_t i) const { return spans_[i]; }
+  uint64_t addr(size_t i) const { return reinterpret_cast<uint64_t>(regions_[spans_[i].region].host) + spans_[i].offset; }
+  std::optional<size_t> chunk_at(uint64_t addr) const;
+
+ private:
+  std::vector<RamRegion> regions_;
+  std::vector<ChunkSpan> spans_;
+  std::vector<size_t> first_chunk_;  // per region: its first chunk number
+  uint32_t chunk_size_ = 0;
+};
+
 // The writer behind write_memory_image, for a checkpoint taken while the guest
 // runs: store every chunk, then store again the chunks the guest (or a
 // device) wrote since, any number of times; finish() writes the index and

@@ -16,6 +16,7 @@
 #include "devices/virtio/vsock_device.hpp"
 #include "snapshot/memory/cow_saver.hpp"
 #include "snapshot/memory/file_io.hpp"
+#include "snapshot/memory/guest_ram.hpp"
 #include "snapshot/memory/lazy_loader.hpp"
 #include "snapshot/memory/memory_image.hpp"
 #include "snapshot/state/container.hpp"
@@ -32,12 +33,6 @@ namespace fs = std::filesystem;
 
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
-
-std::vector<snap::RamRegion> ram_regions(const GuestMemory& mem) {
-  std::vector<snap::RamRegion> out;
-  for (auto& r : mem.regions()) out.push_back({r.gpa, r.size, r.host(), r.memfd.get()});
-  return out;
 }
 
 // Removes a half-written checkpoint folder unless released.
@@ -144,12 +139,11 @@ Result<snap::MachineState> Machine::capture_state() {
   return st;
 }
 
-// Live copy: with KVM's dirty log on, every chunk is stored while the guest
+// Pre-copy: with KVM's dirty log on, every chunk is stored while the guest
 // runs, then the chunks written meanwhile, round after round, until few are
 // left (or the guest writes as fast as they are stored); those few are left
-// for the pause. Pre-copy rather than userfaultfd write protection: it needs
-// nothing from the guest's memory backing, costs the guest only while the log
-// is on, and measured, the final pause stores a handful of chunks.
+// for the pause. The fallback where the host cannot write-protect shared
+// memory for copy-on-write (host_check.hpp).
 Result<void> Machine::live_copy_memory(snap::MemoryImageWriter& writer, bool& logging, LiveCopy& out) {
   // Host writes from before this point are in memory already (device code
   // marks a page after writing it), so the full pass below sees them.
@@ -241,7 +235,7 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   const std::string mem_path = tmpl + "/" + kMemoryFile;
   auto mem_fd = snap::create_new(mem_path);
   if (!mem_fd) return std::unexpected(mem_fd.error());
-  auto regions = ram_regions(memory_);
+  auto regions = snap::ram_regions(memory_);
   // 256 KiB chunks: a running guest keeps writing a few pages here and
   // there, and the pause stores every chunk holding one of them again (with
   // 2 MiB chunks, an idle guest left about 20 MiB for the pause; lz4 gains
@@ -395,7 +389,7 @@ Result<void> Machine::start_memory_load(std::shared_ptr<const snap::MemoryImageR
   // lazy_loader.hpp). A damaged chunk met then stops the VM with the error.
   const char* env = std::getenv("CAIRN_LAZY_RESTORE");
   if (!env || std::string_view(env) != "0") {
-    auto lazy = snap::LazyMemoryLoader::start(image, ram_regions(memory_), [this](const Error& e) {
+    auto lazy = snap::LazyMemoryLoader::start(image, snap::ram_regions(memory_), [this](const Error& e) {
       request_stop({MachineExit::Kind::error, 0, e.message, e.code});
     });
     if (lazy) {
@@ -410,7 +404,7 @@ Result<void> Machine::start_memory_load(std::shared_ptr<const snap::MemoryImageR
   // One pass reads, checks and places every chunk. A damaged one fails the
   // restore here, before any vCPU exists: the half-filled memory is dropped
   // with the machine and the guest never runs on it.
-  if (auto r = image->load(ram_regions(memory_), /*already_zero=*/true); !r)
+  if (auto r = image->load(snap::ram_regions(memory_), /*already_zero=*/true); !r)
     return std::unexpected(std::move(r.error()).context("restoring guest memory"));
   return {};
 }

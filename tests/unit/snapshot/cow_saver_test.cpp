@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "snapshot/memory/cow_saver.hpp"
+#include "snapshot/memory/guest_ram.hpp"
 #include "tests/unit/snapshot/snapshot_test_util.hpp"
 #include "vmm/base/guest_memory.hpp"
 
@@ -23,12 +24,6 @@ constexpr uint64_t MiB = 1 << 20;
 constexpr uint64_t kRam = 8 * MiB;
 constexpr uint32_t kChunk = 256 << 10;
 constexpr uint64_t kPages = kRam / 4096;
-
-std::vector<RamRegion> regions_of(const GuestMemory& m) {
-  std::vector<RamRegion> out;
-  for (auto& r : m.regions()) out.push_back({r.gpa, r.size, r.host(), r.memfd.get()});
-  return out;
-}
 
 // Noise, a pattern, every other page, and 3 MiB never touched (holes).
 GuestMemory make_ram() {
@@ -58,7 +53,7 @@ TEST_CASE("copy-on-write: the image is RAM as it was at start, however it is wri
   uint8_t* host = ram.regions()[0].host();
   const std::vector<uint8_t> before(host, host + kRam);
   auto fd = memfile();
-  auto writer = MemoryImageWriter::create(fd.get(), regions_of(ram), {.chunk_size = kChunk});
+  auto writer = MemoryImageWriter::create(fd.get(), ram_regions(ram), {.chunk_size = kChunk});
   REQUIRE(writer);
   auto saver = CopyOnWriteSaver::start(*writer, {.threads = 2, .start_writers = false});
   REQUIRE(saver);
@@ -114,7 +109,7 @@ TEST_CASE("copy-on-write: a failed store lets the writer go on and is reported",
   auto file = memfile();
   UniqueFd read_only(::open(fmt::format("/proc/self/fd/{}", file.get()).c_str(), O_RDONLY | O_CLOEXEC));
   REQUIRE(read_only);
-  auto writer = MemoryImageWriter::create(read_only.get(), regions_of(ram), {.chunk_size = kChunk});
+  auto writer = MemoryImageWriter::create(read_only.get(), ram_regions(ram), {.chunk_size = kChunk});
   REQUIRE(writer);
   auto saver = CopyOnWriteSaver::start(*writer, {.threads = 1, .start_writers = false});
   REQUIRE(saver);
@@ -131,7 +126,7 @@ TEST_CASE("copy-on-write: a saver dropped midway leaves no page protected", "[sn
   GuestMemory ram = make_ram();
   uint8_t* host = ram.regions()[0].host();
   auto fd = memfile();
-  auto writer = MemoryImageWriter::create(fd.get(), regions_of(ram), {.chunk_size = kChunk});
+  auto writer = MemoryImageWriter::create(fd.get(), ram_regions(ram), {.chunk_size = kChunk});
   REQUIRE(writer);
   auto saver = CopyOnWriteSaver::start(*writer, {.threads = 1, .start_writers = false});
   REQUIRE(saver);

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "snapshot/memory/lazy_loader.hpp"
+#include "snapshot/memory/guest_ram.hpp"
 #include "tests/unit/snapshot/snapshot_test_util.hpp"
 #include "vmm/base/guest_memory.hpp"
 
@@ -22,12 +23,6 @@ namespace {
 constexpr uint64_t MiB = 1 << 20;
 constexpr uint64_t kRam = 8 * MiB;
 constexpr uint32_t kChunk = 256 << 10;
-
-std::vector<RamRegion> regions_of(const GuestMemory& m) {
-  std::vector<RamRegion> out;
-  for (auto& r : m.regions()) out.push_back({r.gpa, r.size, r.host(), r.memfd.get()});
-  return out;
-}
 
 // Source RAM with noise, zero, patterned and half-present chunks, and its image.
 struct Source {
@@ -44,7 +39,7 @@ Source make_source() {
   for (uint64_t pg = 4 * MiB / 4096; pg < 5 * MiB / 4096; pg += 2) fill_random(p + pg * 4096, 4096, rng);
   fill_random(p + kRam - 4096, 4096, rng);  // the last page
   auto fd = memfile();
-  auto stats = write_memory_image(fd.get(), regions_of(*ram), {.chunk_size = kChunk});
+  auto stats = write_memory_image(fd.get(), ram_regions(*ram), {.chunk_size = kChunk});
   REQUIRE(stats);
   return {std::move(*ram), slurp(fd.get())};
 }
@@ -65,7 +60,7 @@ TEST_CASE("lazy restore: pages touched in random order by two threads arrive int
   auto dst = GuestMemory::create(kRam);
   REQUIRE(dst);
   std::atomic<int> errors{0};
-  auto loader = LazyMemoryLoader::start(reader_of(src.image), regions_of(*dst),
+  auto loader = LazyMemoryLoader::start(reader_of(src.image), ram_regions(*dst),
                                         [&](const Error&) { errors++; }, {.prefetch = false});
   REQUIRE(loader);
   CHECK_FALSE((*loader)->stats().done);
@@ -96,7 +91,7 @@ TEST_CASE("lazy restore: a fault taken inside the kernel is served too", "[snaps
   Source src = make_source();
   auto dst = GuestMemory::create(kRam);
   REQUIRE(dst);
-  auto loader = LazyMemoryLoader::start(reader_of(src.image), regions_of(*dst), nullptr, {.prefetch = false});
+  auto loader = LazyMemoryLoader::start(reader_of(src.image), ram_regions(*dst), nullptr, {.prefetch = false});
   REQUIRE(loader);
   // write(2) from guest memory: the kernel copies from a page not loaded yet,
   // as KVM does when it reads guest memory.
@@ -116,7 +111,7 @@ TEST_CASE("lazy restore: prefetch loads everything without a touch", "[snapshot]
   Source src = make_source();
   auto dst = GuestMemory::create(kRam);
   REQUIRE(dst);
-  auto loader = LazyMemoryLoader::start(reader_of(src.image), regions_of(*dst), nullptr, {.prefetch_threads = 2});
+  auto loader = LazyMemoryLoader::start(reader_of(src.image), ram_regions(*dst), nullptr, {.prefetch_threads = 2});
   REQUIRE(loader);
   REQUIRE((*loader)->wait());
   auto st = (*loader)->stats();
@@ -140,7 +135,7 @@ TEST_CASE("lazy restore: a damaged chunk met on first touch is reported, and the
   std::atomic<int> reported{0};
   std::string message;
   auto loader = LazyMemoryLoader::start(
-      reader_of(src.image), regions_of(*dst),
+      reader_of(src.image), ram_regions(*dst),
       [&](const Error& err) {
         message = err.message;
         CHECK(err.code == Errc::corrupt);
