@@ -74,6 +74,7 @@ Result<std::unique_ptr<CopyOnWriteSaver>> CopyOnWriteSaver::start(MemoryImageWri
   if (!s->stop_fd_) return fail_errno("eventfd");
 
   s->fault_thread_ = std::thread([p = s.get()] { p->fault_loop(); });
+  s->track_ = opts.track_writes;
   s->threads_ = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
   if (opts.start_writers) s->start_writers();
   return s;
@@ -134,9 +135,14 @@ bool CopyOnWriteSaver::store(size_t i, bool on_fault) {
     return true;
   }
   // Stored: the guest may write this chunk again (lifting the protection
-  // wakes the writes waiting in it).
-  unprotect(chunks_.addr(i), chunks_.span(i).length);
-  state_[i].store(kStored, std::memory_order_release);
+  // wakes the writes waiting in it). When tracking writes, a chunk no write
+  // waits for stays protected, so that its first write is seen.
+  uint8_t storing = kStoring;
+  const bool keep_protected = track_ && !on_fault && state_[i].compare_exchange_strong(storing, kClean);
+  if (!keep_protected) {
+    unprotect(chunks_.addr(i), chunks_.span(i).length);
+    state_[i].store(kStored, std::memory_order_release);
+  }
   stored_.fetch_add(1);
   finish_if_complete();
   return true;
@@ -174,7 +180,7 @@ void CopyOnWriteSaver::fail_store(Error e) {
 
 void CopyOnWriteSaver::finish_if_complete() {
   if (stored_.load() != chunks_.size()) return;
-  unprotect_all();  // every chunk's protection is lifted already; this unregisters
+  if (!track_) unprotect_all();  // every chunk's protection is lifted already; this unregisters
   std::lock_guard lk(mu_);
   if (complete_) return;
   complete_ = true;
@@ -185,11 +191,23 @@ void CopyOnWriteSaver::finish_if_complete() {
 void CopyOnWriteSaver::serve_fault(uint64_t addr) {
   faults_.fetch_add(1);
   const uint64_t page = addr & ~uint64_t{kMemoryPageSize - 1};
-  // Stored here, or by the writer that claimed it, which wakes it when done.
-  if (auto chunk = chunks_.chunk_at(page);
-      chunk && (failed_ || store(*chunk, /*on_fault=*/true) ||
-                state_[*chunk].load(std::memory_order_acquire) == kStoring))
-    return;
+  auto chunk = chunks_.chunk_at(page);
+  if (!chunk || failed_) return;
+  // Stored here (a write after the instant: the chunk is written).
+  if (store(*chunk, /*on_fault=*/true)) return;
+  for (;;) {
+    uint8_t s = state_[*chunk].load(std::memory_order_acquire);
+    // Being stored by a writer thread: it lifts the protection when done.
+    if (s == kStoring && !state_[*chunk].compare_exchange_strong(s, kStoringWanted)) continue;
+    if (s == kStoring || s == kStoringWanted) return;
+    // Stored and kept protected: its first write since the instant.
+    if (s == kClean) {
+      if (!state_[*chunk].compare_exchange_strong(s, kStored)) continue;
+      unprotect(chunks_.addr(*chunk), chunks_.span(*chunk).length);
+      return;
+    }
+    break;
+  }
   // Stored already (a message read after the wake): make sure it goes on.
   uffdio_range range{page, kMemoryPageSize};
   (void)::ioctl(uffd_.get(), UFFDIO_WAKE, &range);
@@ -204,6 +222,13 @@ Result<void> CopyOnWriteSaver::wait() {
   cv_.wait(lk, [this] { return complete_ || error_.has_value(); });
   if (error_) return std::unexpected(*error_);
   return {};
+}
+
+std::vector<size_t> CopyOnWriteSaver::written_chunks() const {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < chunks_.size(); ++i)
+    if (state_[i].load(std::memory_order_acquire) == kStored) out.push_back(i);
+  return out;
 }
 
 CowSaveStats CopyOnWriteSaver::stats() const {

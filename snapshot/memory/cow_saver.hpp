@@ -42,6 +42,10 @@ struct CowSaveStats {
 struct CowSaveOptions {
   unsigned threads = 0;       // writer threads; 0: one per online CPU
   bool start_writers = true;  // false: only writes store chunks until start_writers() (tests)
+  // Keep noting which chunks are written after the instant of start(), also
+  // once the copy is done (the base of an incremental checkpoint): a chunk
+  // the writers stored stays protected until its first write, which marks it.
+  bool track_writes = false;
 };
 
 class CopyOnWriteSaver {
@@ -66,9 +70,13 @@ class CopyOnWriteSaver {
   CowSaveStats stats() const;
   // Starts the writer threads, when start() was told not to.
   void start_writers();
+  // With track_writes: the chunks written since start(), in order.
+  std::vector<size_t> written_chunks() const;
 
  private:
-  enum ChunkState : uint8_t { kPending, kStoring, kStored };
+  // kStoringWanted: a write waits for the chunk being stored. kClean: stored
+  // and still protected (track_writes). kStored: stored and writable.
+  enum ChunkState : uint8_t { kPending, kStoring, kStoringWanted, kClean, kStored };
   CopyOnWriteSaver() = default;
   Result<void> protect_all();
   void writer_loop();
@@ -102,6 +110,7 @@ class CopyOnWriteSaver {
   std::optional<Error> error_;
 
   unsigned threads_ = 0;
+  bool track_ = false;
   std::thread fault_thread_;
   std::vector<std::thread> writers_;
 };

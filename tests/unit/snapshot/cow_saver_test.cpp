@@ -136,3 +136,28 @@ TEST_CASE("copy-on-write: a saver dropped midway leaves no page protected", "[sn
   for (uint64_t pg = 0; pg < kPages; ++pg) host[pg * 4096 + 1] = 7;
   CHECK(host[(kPages - 1) * 4096 + 1] == 7);
 }
+
+TEST_CASE("copy-on-write: tracking notes the chunks written since the instant, during and after the copy",
+          "[snapshot][cow]") {
+  GuestMemory ram = make_ram();
+  uint8_t* host = ram.regions()[0].host();
+  const std::vector<uint8_t> before(host, host + kRam);
+  auto fd = memfile();
+  auto writer = MemoryImageWriter::create(fd.get(), ram_regions(ram), {.chunk_size = kChunk});
+  REQUIRE(writer);
+  auto saver = CopyOnWriteSaver::start(*writer, {.threads = 2, .start_writers = false, .track_writes = true});
+  REQUIRE(saver);
+  host[2 * kChunk + 10] ^= 0xFF;  // during the copy: stored first, then written
+  CHECK((*saver)->written_chunks() == std::vector<size_t>{2});
+  (*saver)->start_writers();
+  REQUIRE((*saver)->wait());
+  CHECK((*saver)->written_chunks() == std::vector<size_t>{2});  // the writers' stores are not writes
+  host[5 * kChunk + 4096] = 1;                                   // after the copy
+  host[6 * MiB + 3] = 2;                                         // a page never touched before
+  host[5 * kChunk + 8192] = 3;                                   // the same chunk again
+  CHECK((*saver)->written_chunks() == std::vector<size_t>{2, 5, 6 * MiB / kChunk});
+  REQUIRE(writer->finish());
+  CHECK(load_image(fd.get()) == before);
+  saver->reset();
+  for (uint64_t pg = 0; pg < kPages; ++pg) host[pg * 4096 + 1] = 7;  // nothing protected once it is gone
+}
