@@ -70,6 +70,8 @@ inline constexpr size_t kMemoryHeaderSize = 64;
 inline constexpr size_t kMemoryRegionEntrySize = 16;
 inline constexpr size_t kMemoryIndexEntrySize = 88;
 inline constexpr uint16_t kChunkFlagRaw = 1;
+inline constexpr uint16_t kChunkFlagInParent = 2;
+inline constexpr uint32_t kMemoryIncrementalVersion = 2;
 
 // One guest RAM region as the image sees it: where it sits and its host bytes.
 struct RamRegion {
@@ -91,6 +93,9 @@ struct RegionLayout {
 struct MemoryImageOptions {
   uint32_t chunk_size = kMemoryDefaultChunkSize;
   unsigned threads = 0;  // 0: one per online CPU
+  // Non-zero: an incremental image (version 2) whose unstored chunks are
+  // those of the image with this id (MemoryImageReader::image_id()).
+  uint64_t parent_id = 0;
 };
 
 struct MemoryImageStats {
@@ -100,6 +105,8 @@ struct MemoryImageStats {
   uint64_t zero_pages = 0;
   uint64_t chunks = 0;
   uint64_t compacted_bytes = 0;  // earlier copies of chunks stored again, removed by finish()
+  uint64_t image_id = 0;         // the finished image's meta_checksum
+  uint64_t parent_chunks = 0;    // chunks left to the parent image
 };
 
 // Writes the image of `regions` into `fd` (an empty file opened for writing),
@@ -116,6 +123,7 @@ struct ChunkEntry {
   uint64_t checksum = 0;
   uint8_t bitmap[64] = {};
   bool present(unsigned page) const { return bitmap[page / 8] & (1u << (page % 8)); }
+  bool in_parent() const { return flags & kChunkFlagInParent; }
 };
 
 class MemoryImageReader {
@@ -129,6 +137,9 @@ class MemoryImageReader {
   uint32_t chunk_size() const { return chunk_size_; }
   uint64_t file_size() const { return file_size_; }
   const std::vector<ChunkEntry>& index() const { return index_; }
+  // The image's identity (its meta_checksum), and its parent's (0: a full image).
+  uint64_t image_id() const { return image_id_; }
+  uint64_t parent_id() const { return parent_id_; }
 
   // Reads every stored chunk and checks its checksum; touches no guest memory.
   Result<void> verify_chunks(unsigned threads = 0) const;
@@ -142,6 +153,8 @@ class MemoryImageReader {
   // Reads chunk i's stored bytes and checks them; `pages` receives its present
   // pages, in page order. Safe from several threads at once.
   Result<void> read_chunk(size_t i, std::vector<uint8_t>& stored, std::vector<uint8_t>& pages) const;
+  // Puts chunk i at `base` (`length` bytes of guest memory), checked as read.
+  Result<void> place_chunk(size_t i, uint8_t* base, uint64_t length, bool already_zero) const;
 
  private:
   MemoryImageReader() = default;
@@ -154,6 +167,8 @@ class MemoryImageReader {
   uint64_t file_size_ = 0;
   uint64_t data_start_ = 0;
   uint64_t index_offset_ = 0;
+  uint64_t image_id_ = 0;
+  uint64_t parent_id_ = 0;
   std::vector<RegionLayout> layout_;
   std::vector<ChunkEntry> index_;
 };
@@ -205,6 +220,8 @@ class MemoryImageWriter {
   // at once, each a different chunk.
   Result<void> store_chunk(size_t i);
   Result<void> store_all();
+  // Incremental images: these chunks are unchanged since the parent image.
+  Result<void> refer_to_parent(std::span<const size_t> chunks);
   Result<MemoryImageStats> finish();
 
  private:

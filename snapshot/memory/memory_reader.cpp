@@ -52,8 +52,9 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
   if (std::memcmp(header.data(), kMemoryMagic, sizeof(kMemoryMagic)) != 0)
     return bad("not a cairn memory image (bad magic)");
   uint32_t version = get_u32(header, 8);
-  if (version != kMemoryVersion)
-    return bad(fmt::format("format version {} (this cairn reads {})", version, kMemoryVersion));
+  if (version != kMemoryVersion && version != kMemoryIncrementalVersion)
+    return bad(fmt::format("format version {} (this cairn reads {} and {})", version, kMemoryVersion,
+                           kMemoryIncrementalVersion));
   uint32_t page_size = get_u32(header, 12);
   if (page_size != kMemoryPageSize) return bad(fmt::format("page size {} (expected {})", page_size, kMemoryPageSize));
   m.chunk_size_ = get_u32(header, 16);
@@ -64,7 +65,9 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
   uint64_t chunk_count = get_u64(header, 24);
   m.index_offset_ = get_u64(header, 32);
   m.file_size_ = get_u64(header, 40);
-  if (get_u64(header, 48) != 0) return bad("reserved header field is not zero");
+  m.parent_id_ = get_u64(header, 48);
+  if (version == kMemoryVersion && m.parent_id_ != 0) return bad("reserved header field is not zero");
+  if (version == kMemoryIncrementalVersion && m.parent_id_ == 0) return bad("an incremental image names no parent");
   if (m.file_size_ != *actual)
     return bad(fmt::format("header says {} bytes, the file has {} (truncated or extended)", m.file_size_, *actual));
   m.data_start_ = kMemoryHeaderSize + kMemoryRegionEntrySize * region_count;
@@ -87,6 +90,7 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
   uint64_t sum = XXH3_64bits_digest(st);
   XXH3_freeState(st);
   if (sum != get_u64(header, 56)) return bad("header or chunk index checksum mismatch");
+  m.image_id_ = sum;
 
   uint64_t total = 0;
   for (uint32_t i = 0; i < region_count; ++i) {
@@ -117,7 +121,11 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
     bool stray = false;
     for (unsigned p = pages; p < kMemoryMaxChunkPages; ++p) stray |= e.present(p);
     if (stray || bits != e.present_pages) return bad(fmt::format("chunk {}: present-page bitmap is inconsistent", i));
-    if (e.present_pages == 0) {
+    if (e.flags & kChunkFlagInParent) {
+      if (!m.parent_id_ || e.flags != kChunkFlagInParent || e.present_pages || e.offset || e.stored_size ||
+          e.checksum)
+        return bad(fmt::format("chunk {}: a reference to the parent image with data, or without a parent", i));
+    } else if (e.present_pages == 0) {
       if (e.offset || e.stored_size || e.flags || e.checksum)
         return bad(fmt::format("chunk {}: empty chunk with data", i));
     } else {
@@ -200,30 +208,37 @@ Result<void> MemoryImageReader::check_regions(std::span<const RamRegion> regions
   return {};
 }
 
+Result<void> MemoryImageReader::place_chunk(size_t i, uint8_t* base, uint64_t length, bool already_zero) const {
+  const ChunkEntry& e = index_[i];
+  if (e.in_parent())
+    return fail(Errc::invalid_argument, "memory image {}: chunk {} is in its parent image", what_, i);
+  const unsigned npages = static_cast<unsigned>(length / kMemoryPageSize);
+  thread_local std::vector<uint8_t> stored, pages;
+  // A chunk with every page present goes straight into guest memory
+  // (read or decompressed there, no copy): most of a busy guest's RAM.
+  if (e.present_pages == npages) return read_full_chunk(i, stored, base);
+  if (e.present_pages > 0)
+    if (auto r = read_chunk(i, stored, pages); !r) return r;
+  size_t next = 0;
+  for (unsigned p = 0; p < npages; ++p) {
+    uint8_t* dst = base + uint64_t{p} * kMemoryPageSize;
+    if (e.present(p)) {
+      std::memcpy(dst, pages.data() + next * kMemoryPageSize, kMemoryPageSize);
+      ++next;
+    } else if (!already_zero) {
+      std::memset(dst, 0, kMemoryPageSize);
+    }
+  }
+  return {};
+}
+
 Result<void> MemoryImageReader::load(std::span<const RamRegion> regions, bool already_zero, unsigned threads) const {
   if (auto r = check_regions(regions); !r) return r;
+  if (parent_id_)
+    return fail(Errc::invalid_argument, "memory image {} holds only the chunks written since its parent", what_);
   const auto spans = chunk_spans(layout_, chunk_size_);
   return parallel_for(index_.size(), threads, [&](size_t i) -> Result<void> {
-    const ChunkEntry& e = index_[i];
-    uint8_t* base = regions[spans[i].region].host + spans[i].offset;
-    const unsigned npages = static_cast<unsigned>(spans[i].length / kMemoryPageSize);
-    thread_local std::vector<uint8_t> stored, pages;
-    // A chunk with every page present goes straight into guest memory
-    // (read or decompressed there, no copy): most of a busy guest's RAM.
-    if (e.present_pages == npages) return read_full_chunk(i, stored, base);
-    if (e.present_pages > 0)
-      if (auto r = read_chunk(i, stored, pages); !r) return r;
-    size_t next = 0;
-    for (unsigned p = 0; p < npages; ++p) {
-      uint8_t* dst = base + uint64_t{p} * kMemoryPageSize;
-      if (e.present(p)) {
-        std::memcpy(dst, pages.data() + next * kMemoryPageSize, kMemoryPageSize);
-        ++next;
-      } else if (!already_zero) {
-        std::memset(dst, 0, kMemoryPageSize);
-      }
-    }
-    return {};
+    return place_chunk(i, regions[spans[i].region].host + spans[i].offset, spans[i].length, already_zero);
   });
 }
 

@@ -144,6 +144,18 @@ Result<void> MemoryImageWriter::store(std::span<const size_t> chunks) {
   return parallel_for(chunks.size(), opts_.threads, [&](size_t k) { return store_chunk(chunks[k]); });
 }
 
+Result<void> MemoryImageWriter::refer_to_parent(std::span<const size_t> chunks) {
+  if (!opts_.parent_id) return fail(Errc::invalid_argument, "memory image: no parent image to refer to");
+  std::lock_guard lk(*mu_);
+  for (size_t i : chunks) {
+    if (i >= entries_.size()) return fail(Errc::invalid_argument, "memory image: no chunk {}", i);
+    if (entries_[i].present_pages) unreferenced_bytes_ += entries_[i].stored_size;
+    entries_[i] = ChunkEntry{};
+    entries_[i].flags = kChunkFlagInParent;
+  }
+  return {};
+}
+
 Result<void> MemoryImageWriter::store_all() {
   std::vector<size_t> all(spans_.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;
@@ -191,20 +203,22 @@ Result<MemoryImageStats> MemoryImageWriter::finish() {
 
   std::vector<uint8_t> header(kMemoryHeaderSize, 0);
   std::memcpy(header.data(), kMemoryMagic, sizeof(kMemoryMagic));
-  put_u32(header, 8, kMemoryVersion);
+  put_u32(header, 8, opts_.parent_id ? kMemoryIncrementalVersion : kMemoryVersion);
   put_u32(header, 12, kMemoryPageSize);
   put_u32(header, 16, opts_.chunk_size);
   put_u32(header, 20, static_cast<uint32_t>(regions_.size()));
   put_u64(header, 24, entries_.size());
   put_u64(header, 32, index_offset);
   put_u64(header, 40, file_bytes);
+  put_u64(header, 48, opts_.parent_id);
   XXH3_state_t* st = XXH3_createState();
   if (!st) return fail(Errc::out_of_memory, "xxhash state");
   XXH3_64bits_reset(st);
   XXH3_64bits_update(st, header.data(), 56);
   XXH3_64bits_update(st, table.data(), table.size());
   XXH3_64bits_update(st, index.data(), index.size());
-  put_u64(header, 56, XXH3_64bits_digest(st));
+  const uint64_t image_id = XXH3_64bits_digest(st);
+  put_u64(header, 56, image_id);
   XXH3_freeState(st);
 
   if (auto r = pwrite_full(fd_, index_offset, index, what); !r) return std::unexpected(r.error());
@@ -220,6 +234,8 @@ Result<MemoryImageStats> MemoryImageWriter::finish() {
   s.zero_pages = s.guest_bytes / kMemoryPageSize - s.stored_pages;
   s.chunks = entries_.size();
   s.compacted_bytes = unreferenced_bytes_;
+  s.image_id = image_id;
+  for (auto& e : entries_) s.parent_chunks += e.in_parent() ? 1 : 0;
   return s;
 }
 

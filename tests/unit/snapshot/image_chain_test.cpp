@@ -1,0 +1,153 @@
+// Incremental memory images: only the chunks written since the parent are
+// stored; a chain loads the guest's RAM whole, and a chain whose links do
+// not match is refused.
+#include <catch2/catch.hpp>
+#include <cstring>
+
+#include "snapshot/memory/image_chain.hpp"
+#include "tests/unit/snapshot/snapshot_test_util.hpp"
+
+using namespace cairn;
+using namespace cairn::snap;
+using namespace cairn::snap::test;
+
+namespace {
+constexpr uint32_t kChunk = 64 << 10;
+constexpr uint64_t kSize = 4 << 20;  // 64 chunks
+
+struct Image {
+  std::vector<uint8_t> bytes;
+  MemoryImageStats stats;
+  MemoryImageReader reader() const {
+    auto r = MemoryImageReader::open(file_with(bytes), "image");
+    REQUIRE(r);
+    return std::move(*r);
+  }
+};
+
+Image full_image(FakeRam& ram) {
+  auto fd = memfile();
+  auto st = write_memory_image(fd.get(), ram.regions, {.chunk_size = kChunk});
+  REQUIRE(st);
+  return {slurp(fd.get()), *st};
+}
+
+// An image of `ram` on top of `parent` storing only `written` chunks.
+Image incremental_image(FakeRam& ram, const Image& parent, std::vector<size_t> written) {
+  auto fd = memfile();
+  auto w = MemoryImageWriter::create(fd.get(), ram.regions, {.chunk_size = kChunk, .parent_id = parent.stats.image_id});
+  REQUIRE(w);
+  REQUIRE(w->store(written));
+  std::vector<size_t> rest;
+  for (size_t i = 0; i < w->chunk_count(); ++i)
+    if (std::find(written.begin(), written.end(), i) == written.end()) rest.push_back(i);
+  REQUIRE(w->refer_to_parent(rest));
+  auto st = w->finish();
+  REQUIRE(st);
+  return {slurp(fd.get()), *st};
+}
+
+void scribble(FakeRam& ram, size_t chunk, std::mt19937_64& rng) {
+  fill_random(ram.bufs[0].data() + chunk * kChunk + 4096, 8192, rng);
+}
+
+std::vector<uint8_t> load(const MemoryImageChain& chain) {
+  std::vector<uint8_t> got(kSize, 0);
+  std::vector<RamRegion> regions{{0, kSize, got.data(), -1}};
+  REQUIRE(chain.load(regions, /*already_zero=*/true));
+  return got;
+}
+}  // namespace
+
+TEST_CASE("incremental images: a chain of three loads the newest RAM whole", "[snapshot][chain]") {
+  std::mt19937_64 rng(21);
+  FakeRam ram({{0, kSize}});
+  fill_random(ram.bufs[0].data(), kSize / 2, rng);  // half noise, half zero
+  Image a = full_image(ram);
+  const auto ram_a = ram.bufs[0];
+
+  for (size_t c : {1, 40, 41}) scribble(ram, c, rng);
+  Image b = incremental_image(ram, a, {1, 40, 41});
+  const auto ram_b = ram.bufs[0];
+  CHECK(b.stats.parent_chunks == kSize / kChunk - 3);
+  CHECK(b.bytes.size() < a.bytes.size() / 8);
+
+  for (size_t c : {41, 63}) scribble(ram, c, rng);
+  Image c = incremental_image(ram, b, {41, 63});
+  const auto ram_c = ram.bufs[0];
+
+  auto chain_c = MemoryImageChain::from([&] {
+    std::vector<MemoryImageReader> v;
+    v.push_back(c.reader());
+    v.push_back(b.reader());
+    v.push_back(a.reader());
+    return v;
+  }());
+  REQUIRE(chain_c);
+  CHECK(load(*chain_c) == ram_c);
+  CHECK(chain_c->holder_depth(63) == 0);
+  CHECK(chain_c->holder_depth(41) == 0);
+  CHECK(chain_c->holder_depth(40) == 1);
+  CHECK(chain_c->holder_depth(0) == 2);
+
+  std::vector<MemoryImageReader> ba;
+  ba.push_back(b.reader());
+  ba.push_back(a.reader());
+  auto chain_b = MemoryImageChain::from(std::move(ba));
+  REQUIRE(chain_b);
+  CHECK(load(*chain_b) == ram_b);
+  CHECK(ram_b != ram_a);
+
+  // An incremental image on its own cannot fill guest memory.
+  std::vector<uint8_t> got(kSize, 0);
+  std::vector<RamRegion> regions{{0, kSize, got.data(), -1}};
+  auto alone = b.reader().load(regions, true);
+  REQUIRE_FALSE(alone);
+  CHECK(alone.error().message.find("only the chunks written since its parent") != std::string::npos);
+}
+
+TEST_CASE("incremental images: a chain whose links do not match is refused", "[snapshot][chain]") {
+  std::mt19937_64 rng(22);
+  FakeRam ram({{0, kSize}});
+  fill_random(ram.bufs[0].data(), kSize, rng);
+  Image a = full_image(ram);
+  scribble(ram, 3, rng);
+  Image other = full_image(ram);  // a full image, not b's parent
+  Image b = incremental_image(ram, a, {3});
+
+  auto chain_of = [](std::vector<const Image*> imgs) {
+    std::vector<MemoryImageReader> v;
+    for (auto* i : imgs) v.push_back(i->reader());
+    return MemoryImageChain::from(std::move(v));
+  };
+  auto missing = chain_of({&b});
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().code == Errc::corrupt);
+  CHECK(missing.error().message.find("is missing") != std::string::npos);
+  auto wrong = chain_of({&b, &other});
+  REQUIRE_FALSE(wrong);
+  CHECK(wrong.error().message.find("taken on top of") != std::string::npos);
+  auto upside_down = chain_of({&a, &b});
+  REQUIRE_FALSE(upside_down);
+  CHECK(upside_down.error().message.find("full image but has a parent") != std::string::npos);
+  CHECK(chain_of({&b, &a}));
+}
+
+TEST_CASE("incremental images: version 2 names its parent; a full image stays version 1", "[snapshot][chain]") {
+  std::mt19937_64 rng(23);
+  FakeRam ram({{0, kSize}});
+  fill_random(ram.bufs[0].data(), kSize, rng);
+  Image a = full_image(ram);
+  Image b = incremental_image(ram, a, {});
+  CHECK(a.bytes[8] == 1);
+  CHECK(b.bytes[8] == 2);
+  CHECK(a.reader().parent_id() == 0);
+  CHECK(b.reader().parent_id() == a.reader().image_id());
+  CHECK(a.reader().image_id() == a.stats.image_id);
+  // Refer-to-parent chunks only exist in an image with a parent.
+  auto fd = memfile();
+  auto w = MemoryImageWriter::create(fd.get(), ram.regions, {.chunk_size = kChunk});
+  REQUIRE(w);
+  std::vector<size_t> one{0};
+  CHECK_FALSE(w->refer_to_parent(one));
+}
