@@ -59,6 +59,8 @@ Result<std::unique_ptr<CopyOnWriteSaver>> CopyOnWriteSaver::start(MemoryImageWri
     if (writer.regions()[i].fd < 0)
       return fail(Errc::unsupported, "guest memory region {} is not shared memory (no memfd)", i);
   s->state_ = std::make_unique<std::atomic<uint8_t>[]>(s->chunks_.size());
+  s->order_.resize(s->chunks_.size());
+  for (size_t i = 0; i < s->order_.size(); ++i) s->order_[i] = i;
   s->start_ns_ = now_ns();
 
   uint64_t features = 0;
@@ -120,9 +122,9 @@ CopyOnWriteSaver::~CopyOnWriteSaver() {
 
 void CopyOnWriteSaver::writer_loop() {
   while (!stopping_ && !failed_) {
-    size_t i = next_.fetch_add(1);
-    if (i >= chunks_.size()) return;
-    (void)store(i, /*on_fault=*/false);
+    size_t k = next_.fetch_add(1);
+    if (k >= order_.size()) return;
+    (void)store(order_[k], /*on_fault=*/false);
   }
 }
 
@@ -222,6 +224,37 @@ Result<void> CopyOnWriteSaver::wait() {
   cv_.wait(lk, [this] { return complete_ || error_.has_value(); });
   if (error_) return std::unexpected(*error_);
   return {};
+}
+
+Result<CopyOnWriteSaver::Rearmed> CopyOnWriteSaver::rearm(MemoryImageWriter& next) {
+  if (!track_) return fail(Errc::invalid_state, "this copy does not track writes");
+  if (auto r = wait(); !r) return std::unexpected(r.error());
+  if (next.chunk_count() != chunks_.size() || next.chunk_size() != writer_->chunk_size())
+    return fail(Errc::invalid_argument, "the next image's chunks differ from this copy's");
+  for (auto& t : writers_) t.join();
+  writers_.clear();
+  Rearmed out;
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    if (state_[i].load(std::memory_order_acquire) != kStored) {
+      out.unchanged.push_back(i);  // still protected: its first write is still to come
+      continue;
+    }
+    if (write_protect(uffd_.get(), chunks_.addr(i), chunks_.span(i).length, true) != 0)
+      return fail_errno("write-protecting guest memory again");
+    state_[i].store(kPending, std::memory_order_release);
+    out.written.push_back(i);
+  }
+  std::lock_guard lk(mu_);
+  writer_ = &next;
+  order_ = out.written;
+  next_ = 0;
+  stored_ = out.unchanged.size();
+  fault_chunks_ = 0;
+  faults_ = 0;
+  complete_ = false;
+  copy_ms_ = 0;
+  start_ns_ = now_ns();
+  return out;
 }
 
 std::vector<size_t> CopyOnWriteSaver::written_chunks() const {

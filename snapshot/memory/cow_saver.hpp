@@ -72,6 +72,16 @@ class CopyOnWriteSaver {
   void start_writers();
   // With track_writes: the chunks written since start(), in order.
   std::vector<size_t> written_chunks() const;
+  // With track_writes, once the copy is done, for the next (incremental)
+  // image, with the guest paused: the chunks written since are protected
+  // again and stored into `next` as the first time; the others are still
+  // protected and unchanged since the last image (the caller marks them so
+  // in `next`). Call start_writers() after.
+  struct Rearmed {
+    std::vector<size_t> written;    // to store
+    std::vector<size_t> unchanged;  // in the parent image
+  };
+  Result<Rearmed> rearm(MemoryImageWriter& next);
 
  private:
   // kStoringWanted: a write waits for the chunk being stored. kClean: stored
@@ -94,6 +104,7 @@ class CopyOnWriteSaver {
   UniqueFd uffd_;
   UniqueFd stop_fd_;  // eventfd: ends the fault thread
   std::unique_ptr<std::atomic<uint8_t>[]> state_;
+  std::vector<size_t> order_;  // the chunks the writers store, in order
   std::atomic<size_t> next_{0};
   std::atomic<size_t> stored_{0};
   std::atomic<bool> stopping_{false};

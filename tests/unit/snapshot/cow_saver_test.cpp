@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "snapshot/memory/cow_saver.hpp"
+#include "snapshot/memory/image_chain.hpp"
 #include "snapshot/memory/guest_ram.hpp"
 #include "tests/unit/snapshot/snapshot_test_util.hpp"
 #include "vmm/base/guest_memory.hpp"
@@ -160,4 +161,52 @@ TEST_CASE("copy-on-write: tracking notes the chunks written since the instant, d
   CHECK(load_image(fd.get()) == before);
   saver->reset();
   for (uint64_t pg = 0; pg < kPages; ++pg) host[pg * 4096 + 1] = 7;  // nothing protected once it is gone
+}
+
+TEST_CASE("copy-on-write: rearmed, the next image stores only the chunks written since, as of its instant",
+          "[snapshot][cow][chain]") {
+  GuestMemory ram = make_ram();
+  uint8_t* host = ram.regions()[0].host();
+  auto fd_a = memfile();
+  auto writer_a = MemoryImageWriter::create(fd_a.get(), ram_regions(ram), {.chunk_size = kChunk});
+  REQUIRE(writer_a);
+  auto saver = CopyOnWriteSaver::start(*writer_a, {.threads = 2, .track_writes = true});
+  REQUIRE(saver);
+  REQUIRE((*saver)->wait());
+  auto stats_a = writer_a->finish();
+  REQUIRE(stats_a);
+
+  host[3 * kChunk] = 0x33;
+  host[9 * kChunk + 77] = 0x99;
+  const std::vector<uint8_t> at_b(host, host + kRam);  // RAM at the next image's instant
+  auto fd_b = memfile();
+  auto writer_b =
+      MemoryImageWriter::create(fd_b.get(), ram_regions(ram), {.chunk_size = kChunk, .parent_id = stats_a->image_id});
+  REQUIRE(writer_b);
+  auto rearmed = (*saver)->rearm(*writer_b);
+  REQUIRE(rearmed);
+  CHECK(rearmed->written == std::vector<size_t>{3, 9});
+  CHECK(rearmed->unchanged.size() == kRam / kChunk - 2);
+  REQUIRE(writer_b->refer_to_parent(rearmed->unchanged));
+  host[9 * kChunk + 78] = 0x98;  // before its store: stored as it was first
+  host[12 * kChunk] = 0x12;      // unchanged since A: written now
+  (*saver)->start_writers();
+  REQUIRE((*saver)->wait());
+  CHECK((*saver)->written_chunks() == std::vector<size_t>{9, 12});
+  auto stats_b = writer_b->finish();
+  REQUIRE(stats_b);
+  CHECK(stats_b->parent_chunks == kRam / kChunk - 2);
+
+  std::vector<MemoryImageReader> images;
+  for (int fd : {fd_b.get(), fd_a.get()}) {
+    auto r = MemoryImageReader::open(file_with(slurp(fd)), "image");
+    REQUIRE(r);
+    images.push_back(std::move(*r));
+  }
+  auto chain = MemoryImageChain::from(std::move(images));
+  REQUIRE(chain);
+  std::vector<uint8_t> got(kRam, 0);
+  std::vector<RamRegion> regions{{0, kRam, got.data(), -1}};
+  REQUIRE(chain->load(regions, true));
+  CHECK(got == at_b);
 }
