@@ -153,6 +153,8 @@ class MemoryImageReader {
   // Reads chunk i's stored bytes and checks them; `pages` receives its present
   // pages, in page order. Safe from several threads at once.
   Result<void> read_chunk(size_t i, std::vector<uint8_t>& stored, std::vector<uint8_t>& pages) const;
+  // Chunk i's stored bytes as they are in the file, checksum checked.
+  Result<void> read_stored(size_t i, std::vector<uint8_t>& stored) const;
   // Puts chunk i at `base` (`length` bytes of guest memory), checked as read.
   Result<void> place_chunk(size_t i, uint8_t* base, uint64_t length, bool already_zero) const;
 
@@ -208,6 +210,10 @@ class MemoryImageWriter {
  public:
   static Result<MemoryImageWriter> create(int fd, std::span<const RamRegion> regions,
                                           const MemoryImageOptions& opts = {});
+  // A writer of chunks taken from other images (copy_chunk, refer_to_parent):
+  // it has no guest memory to store from.
+  static Result<MemoryImageWriter> create_for_copy(int fd, std::span<const RegionLayout> layout,
+                                                   const MemoryImageOptions& opts = {});
   size_t chunk_count() const { return spans_.size(); }
   const std::vector<RamRegion>& regions() const { return regions_; }
   const std::vector<ChunkSpan>& spans() const { return spans_; }
@@ -220,6 +226,9 @@ class MemoryImageWriter {
   // at once, each a different chunk.
   Result<void> store_chunk(size_t i);
   Result<void> store_all();
+  // Chunk i as another image stored it: `e` its index entry, `stored` its
+  // bytes (checked against e.checksum by the caller's reader).
+  Result<void> copy_chunk(size_t i, const ChunkEntry& e, std::span<const uint8_t> stored);
   // Incremental images: these chunks are unchanged since the parent image.
   Result<void> refer_to_parent(std::span<const size_t> chunks);
   Result<MemoryImageStats> finish();

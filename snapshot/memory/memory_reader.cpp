@@ -150,12 +150,18 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
   return m;
 }
 
-Result<void> MemoryImageReader::read_chunk(size_t i, std::vector<uint8_t>& stored, std::vector<uint8_t>& pages) const {
+Result<void> MemoryImageReader::read_stored(size_t i, std::vector<uint8_t>& stored) const {
   const ChunkEntry& e = index_[i];
   stored.resize(e.stored_size);
   if (auto r = pread_full(fd_.get(), e.offset, stored, what_); !r) return r;
   if (XXH3_64bits(stored.data(), stored.size()) != e.checksum)
     return fail(Errc::corrupt, "memory image {}: chunk {} checksum mismatch", what_, i);
+  return {};
+}
+
+Result<void> MemoryImageReader::read_chunk(size_t i, std::vector<uint8_t>& stored, std::vector<uint8_t>& pages) const {
+  const ChunkEntry& e = index_[i];
+  if (auto r = read_stored(i, stored); !r) return r;
   const size_t raw = size_t{e.present_pages} * kMemoryPageSize;
   if (e.flags & kChunkFlagRaw) {
     pages.swap(stored);

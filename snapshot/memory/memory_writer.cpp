@@ -80,6 +80,18 @@ Result<MemoryImageWriter> MemoryImageWriter::create(int fd, std::span<const RamR
   return w;
 }
 
+Result<MemoryImageWriter> MemoryImageWriter::create_for_copy(int fd, std::span<const RegionLayout> layout,
+                                                             const MemoryImageOptions& opts) {
+  // Checked with a stand-in address, then dropped: this writer reads no memory.
+  static uint8_t nowhere;
+  std::vector<RamRegion> regions;
+  for (auto& l : layout) regions.push_back({l.gpa, l.size, &nowhere, -1});
+  auto w = create(fd, regions, opts);
+  if (!w) return w;
+  for (auto& r : w->regions_) r.host = nullptr;
+  return w;
+}
+
 std::optional<size_t> MemoryImageWriter::chunk_of(uint64_t gpa) const {
   size_t first = 0;
   for (auto& r : regions_) {
@@ -92,6 +104,7 @@ std::optional<size_t> MemoryImageWriter::chunk_of(uint64_t gpa) const {
 
 Result<void> MemoryImageWriter::store_chunk(size_t i) {
   const ChunkSpan& cs = spans_[i];
+  if (!regions_[cs.region].host) return fail(Errc::invalid_argument, "memory image: no guest memory to store from");
   const uint8_t* base = regions_[cs.region].host + cs.offset;
   const unsigned pages = static_cast<unsigned>(cs.length / kMemoryPageSize);
   ChunkEntry e;
@@ -142,6 +155,22 @@ Result<void> MemoryImageWriter::store_chunk(size_t i) {
 
 Result<void> MemoryImageWriter::store(std::span<const size_t> chunks) {
   return parallel_for(chunks.size(), opts_.threads, [&](size_t k) { return store_chunk(chunks[k]); });
+}
+
+Result<void> MemoryImageWriter::copy_chunk(size_t i, const ChunkEntry& e, std::span<const uint8_t> stored) {
+  if (i >= entries_.size()) return fail(Errc::invalid_argument, "memory image: no chunk {}", i);
+  if (e.in_parent() || stored.size() != e.stored_size)
+    return fail(Errc::invalid_argument, "memory image: chunk {} to copy has no bytes of its own", i);
+  ChunkEntry out = e;
+  {
+    std::lock_guard lk(*mu_);
+    if (entries_[i].present_pages) unreferenced_bytes_ += entries_[i].stored_size;
+    out.offset = e.present_pages ? cursor_ : 0;
+    if (e.present_pages) cursor_ += stored.size();
+  }
+  entries_[i] = out;
+  if (!e.present_pages) return {};
+  return pwrite_full(fd_, out.offset, stored, "memory image");
 }
 
 Result<void> MemoryImageWriter::refer_to_parent(std::span<const size_t> chunks) {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "snapshot/memory/image_chain.hpp"
+#include "snapshot/memory/image_fold.hpp"
 #include "tests/unit/snapshot/snapshot_test_util.hpp"
 
 using namespace cairn;
@@ -150,4 +151,55 @@ TEST_CASE("incremental images: version 2 names its parent; a full image stays ve
   REQUIRE(w);
   std::vector<size_t> one{0};
   CHECK_FALSE(w->refer_to_parent(one));
+}
+
+TEST_CASE("incremental images: removing one in the middle folds its chunks into its child", "[snapshot][chain]") {
+  std::mt19937_64 rng(24);
+  FakeRam ram({{0, kSize}});
+  fill_random(ram.bufs[0].data(), kSize / 2, rng);
+  Image a = full_image(ram);
+  for (size_t c : {2, 30}) scribble(ram, c, rng);
+  Image b = incremental_image(ram, a, {2, 30});
+  const auto ram_b = ram.bufs[0];
+  for (size_t c : {30, 50}) scribble(ram, c, rng);
+  Image c = incremental_image(ram, b, {30, 50});
+  const auto ram_c = ram.bufs[0];
+
+  // b removed: c now builds on a, holding b's chunk 2 itself.
+  auto out = memfile();
+  auto folded = fold_into_child(b.reader(), c.reader(), out.get());
+  REQUIRE(folded);
+  CHECK(folded->parent_chunks == kSize / kChunk - 3);
+  Image c2{slurp(out.get()), *folded};
+  std::vector<MemoryImageReader> v;
+  v.push_back(c2.reader());
+  v.push_back(a.reader());
+  auto chain = MemoryImageChain::from(std::move(v));
+  REQUIRE(chain);
+  CHECK(load(*chain) == ram_c);
+  CHECK(c2.reader().parent_id() == a.reader().image_id());
+
+  // a removed (a full image): b becomes a full image.
+  auto out2 = memfile();
+  auto full = fold_into_child(a.reader(), b.reader(), out2.get());
+  REQUIRE(full);
+  CHECK(full->parent_chunks == 0);
+  Image b2{slurp(out2.get()), *full};
+  CHECK(b2.bytes[8] == 1);
+  std::vector<MemoryImageReader> only;
+  only.push_back(b2.reader());
+  auto alone = MemoryImageChain::from(std::move(only));
+  REQUIRE(alone);
+  CHECK(load(*alone) == ram_b);
+
+  // Not its parent: refused. A damaged chunk in the removed image: refused.
+  auto out3 = memfile();
+  CHECK_FALSE(fold_into_child(a.reader(), c.reader(), out3.get()));
+  Image bad = b;
+  const ChunkEntry e = bad.reader().index()[2];
+  bad.bytes[e.offset + 5] ^= 1;
+  auto out4 = memfile();
+  auto damaged = fold_into_child(bad.reader(), c.reader(), out4.get());
+  REQUIRE_FALSE(damaged);
+  CHECK(damaged.error().code == Errc::corrupt);
 }

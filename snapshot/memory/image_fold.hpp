@@ -1,0 +1,18 @@
+// Removing a checkpoint whose memory image another builds on: the removed
+// image's chunks move into its child, which then builds on the removed
+// image's own parent (or becomes a full image).
+#pragma once
+#include "snapshot/memory/memory_image.hpp"
+
+namespace cairn::snap {
+
+// Writes into `out_fd` (an empty file) what `child` becomes once `removed`,
+// its parent, is folded into it: the chunks the child stores are copied as
+// they are; those it left to `removed` are copied from `removed`, or stay
+// "in parent" where `removed` left them to its own parent. The result builds
+// on removed's parent (parent_id), or is a full image when `removed` was one.
+// Stored bytes are copied, not recompressed; each chunk's checksum is checked
+// as it is read. The caller fsyncs and renames the result over the child.
+Result<MemoryImageStats> fold_into_child(const MemoryImageReader& removed, const MemoryImageReader& child, int out_fd);
+
+}  // namespace cairn::snap
