@@ -206,6 +206,8 @@ void add_checkpoint_handlers(ControlDispatcher& d, VmControlContext& vm) {
              {"frozen", frozen_json(s->frozen)}};
       if (!s->memory_copy_note.empty()) out["memory_copy_note"] = s->memory_copy_note;
       if (s->memory_verified) out["memory_verified"] = true;
+      out["incremental"] = s->incremental;
+      out["parent_chunks"] = s->parent_chunks;
     } else {
       auto agent = args.find("agent");
       auto r = save_disks(vm, *plan, agent == args.end() ? nullptr : &*agent);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "devices/bus.hpp"
+#include "snapshot/memory/cow_saver.hpp"
 #include "snapshot/memory/lazy_loader.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/guest_memory.hpp"
@@ -120,6 +121,8 @@ struct CheckpointStats {
   double memory_ms = 0;            //   storing memory chunks (copy-on-write: protecting them)
   uint64_t compacted_bytes = 0;    // earlier copies of chunks stored again, removed from the file
   bool memory_verified = false;    // CAIRN_VERIFY_MEMORY=1: the image equals the paused guest's RAM
+  bool incremental = false;        // only the chunks written since the last checkpoint were stored
+  uint64_t parent_chunks = 0;      // ... the others refer to its image
   std::vector<FrozenDisk> frozen;  // the disks frozen in the same pause
 };
 
@@ -196,7 +199,7 @@ class Machine {
   };
   static constexpr unsigned kLiveCopyMaxRounds = 6;
   static constexpr size_t kLiveCopyPausedChunks = 4;
-  Result<void> verify_image(const std::string& path, const std::vector<std::vector<uint8_t>>& expected) const;
+  Result<void> verify_image(const std::string& dir, const std::vector<std::vector<uint8_t>>& expected) const;
   Result<void> live_copy_memory(snap::MemoryImageWriter& writer, bool& logging, LiveCopy& out);
   Result<std::vector<size_t>> take_dirty_chunks(const snap::MemoryImageWriter& writer, std::vector<size_t> also);
   // prepare_disk_freeze with checkpoint_mu_ held.
@@ -240,8 +243,14 @@ class Machine {
   std::optional<MachineExit> exit_;
   std::mutex checkpoint_mu_;  // one checkpoint at a time
   std::string restore_note_;
+  // The image the next checkpoint may build on (incremental), and the
+  // copy-on-write saver of the last checkpoint, still noting the chunks
+  // the guest writes since.
+  std::string base_dir_;
+  uint64_t base_image_id_ = 0;
   // Last: destroyed first, once the vCPU threads are joined, while the guest
-  // memory it fills is still mapped.
+  // memory they protect or fill is still mapped.
+  std::unique_ptr<snap::CopyOnWriteSaver> tracker_;
   std::unique_ptr<snap::LazyMemoryLoader> lazy_memory_;
 };
 

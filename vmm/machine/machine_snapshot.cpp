@@ -17,6 +17,7 @@
 #include "snapshot/memory/cow_saver.hpp"
 #include "snapshot/memory/file_io.hpp"
 #include "snapshot/memory/guest_ram.hpp"
+#include "snapshot/memory/image_chain.hpp"
 #include "snapshot/memory/lazy_loader.hpp"
 #include "snapshot/memory/memory_image.hpp"
 #include "snapshot/state/container.hpp"
@@ -29,6 +30,9 @@ namespace cairn {
 namespace {
 constexpr const char* kStateFile = "state.bin";
 constexpr const char* kMemoryFile = "memory.img";
+// An incremental image's parent: the absolute path of the checkpoint folder
+// holding the image it builds on.
+constexpr const char* kParentFile = "memory.parent";
 namespace fs = std::filesystem;
 
 double ms_since(std::chrono::steady_clock::time_point t) {
@@ -60,6 +64,26 @@ Result<uint64_t> write_file_synced(const std::string& path, std::span<const uint
   if (auto r = snap::pwrite_full(fd->get(), 0, bytes, path); !r) return std::unexpected(r.error());
   if (auto r = snap::fsync_fd(fd->get(), path); !r) return std::unexpected(r.error());
   return bytes.size();
+}
+
+// The memory image in checkpoint folder `dir` and, for an incremental one,
+// the images it builds on (each folder's memory.parent), newest first.
+Result<snap::MemoryImageChain> open_image_chain(const std::string& dir) {
+  std::vector<snap::MemoryImageReader> images;
+  std::string at = dir;
+  for (;;) {
+    auto r = snap::MemoryImageReader::open((fs::path(at) / kMemoryFile).string());
+    if (!r) return std::unexpected(r.error());
+    const bool more = r->parent_id() != 0;
+    images.push_back(std::move(*r));
+    if (!more) break;
+    if (images.size() >= 255) return fail(Errc::corrupt, "checkpoint {}: its memory builds on over 255 images", dir);
+    auto link = snap::read_small_file((fs::path(at) / kParentFile).string(), 4096);
+    if (!link)
+      return std::unexpected(std::move(link.error()).context(fmt::format("checkpoint {}: the image it builds on", at)));
+    at.assign(link->begin(), link->end());
+  }
+  return snap::MemoryImageChain::from(std::move(images));
 }
 
 // The virtio device names a machine built from `cfg` has, in bus order.
@@ -194,8 +218,8 @@ Result<std::vector<size_t>> Machine::take_dirty_chunks(const snap::MemoryImageWr
 
 // Compares the image at `path` page by page with `expected` (one buffer per
 // region): a page that differs is a write the dirty logs missed.
-Result<void> Machine::verify_image(const std::string& path, const std::vector<std::vector<uint8_t>>& expected) const {
-  auto image = snap::MemoryImageReader::open(path);
+Result<void> Machine::verify_image(const std::string& dir, const std::vector<std::vector<uint8_t>>& expected) const {
+  auto image = open_image_chain(dir);
   if (!image) return std::unexpected(image.error());
   std::vector<std::vector<uint8_t>> got;
   std::vector<snap::RamRegion> regions;
@@ -235,14 +259,6 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   const std::string mem_path = tmpl + "/" + kMemoryFile;
   auto mem_fd = snap::create_new(mem_path);
   if (!mem_fd) return std::unexpected(mem_fd.error());
-  auto regions = snap::ram_regions(memory_);
-  // 256 KiB chunks: a running guest keeps writing a few pages here and
-  // there, and the pause stores every chunk holding one of them again (with
-  // 2 MiB chunks, an idle guest left about 20 MiB for the pause; lz4 gains
-  // nothing from larger blocks, its window is 64 KiB).
-  auto writer = snap::MemoryImageWriter::create(mem_fd->get(), regions, {.chunk_size = 256 << 10});
-  if (!writer) return std::unexpected(writer.error());
-
   // How a running guest's RAM is copied (host_check.hpp says why in this order).
   static const MemoryCopyPolicy policy = memory_copy_policy();
   const bool guest_runs = running_unpaused();
@@ -256,6 +272,33 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
       if (!policy.why.empty()) stats.memory_copy_note += "; " + policy.why;
     }
   }
+  // Incremental: the guest's writes were tracked since this VMM's last
+  // checkpoint, whose memory image is still there; only the chunks written
+  // since are stored, the others refer to that image.
+  const char* inc_env = std::getenv("CAIRN_INCREMENTAL");
+  const bool incremental = method == MemoryCopy::copy_on_write && tracker_ && base_image_id_ &&
+                           !(inc_env && std::string_view(inc_env) == "0") &&
+                           fs::exists(fs::path(base_dir_) / kMemoryFile);
+  if (!incremental) {
+    tracker_.reset();
+    base_image_id_ = 0;
+  }
+  auto regions = snap::ram_regions(memory_);
+  // 256 KiB chunks: a running guest keeps writing a few pages here and
+  // there, and the pause stores every chunk holding one of them again (with
+  // 2 MiB chunks, an idle guest left about 20 MiB for the pause; lz4 gains
+  // nothing from larger blocks, its window is 64 KiB).
+  auto writer = snap::MemoryImageWriter::create(mem_fd->get(), regions,
+                                                {.chunk_size = 256 << 10, .parent_id = incremental ? base_image_id_ : 0});
+  if (!writer) return std::unexpected(writer.error());
+  // A failed checkpoint ends the tracking: the next one is full.
+  bool saved = false;
+  Finally forget_tracking{[&] {
+    if (!saved) {
+      tracker_.reset();
+      base_image_id_ = 0;
+    }
+  }};
   std::vector<size_t> pending;
   bool logging = false;
   Finally stop_logging{[&] {
@@ -270,10 +313,6 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
     stats.live_rounds = live.rounds;
     stats.live_copy_ms = ms_since(tl);
   }
-  // Declared before the pause's guard, so that on every path the guest is
-  // resumed first and the saver's protection lifted after (~CopyOnWriteSaver).
-  std::unique_ptr<snap::CopyOnWriteSaver> cow;
-
   // The disks' new layers are made before the pause, which only switches to them.
   auto prepared = prepare_disks(freeze);
   if (!prepared) return std::unexpected(std::move(prepared.error()).context("preparing the disks' new layers"));
@@ -303,16 +342,25 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   if (!state) return std::unexpected(std::move(state.error()).context("capturing the VM state"));
   stats.state_ms = ms_since(ts);
   ts = std::chrono::steady_clock::now();
-  if (method == MemoryCopy::copy_on_write) {
+  if (incremental) {
+    // The chunks written since the last checkpoint are protected again; the
+    // others are still protected, unchanged since.
+    auto re = tracker_->rearm(*writer);
+    if (!re) return std::unexpected(std::move(re.error()).context("tracking guest memory"));
+    if (auto r = writer->refer_to_parent(re->unchanged); !r) return std::unexpected(r.error());
+    stats.parent_chunks = re->unchanged.size();
+  } else if (method == MemoryCopy::copy_on_write) {
     // Only the protection is set in the pause; the writers start after it.
-    auto saver = snap::CopyOnWriteSaver::start(*writer, {.start_writers = false});
+    // It stays on afterwards, noting the chunks written for the next checkpoint.
+    auto saver = snap::CopyOnWriteSaver::start(*writer, {.start_writers = false, .track_writes = true});
     if (saver) {
-      cow = std::move(*saver);
+      tracker_ = std::move(*saver);
     } else {
       method = MemoryCopy::paused;
       stats.memory_copy_note = saver.error().message;
     }
   }
+  snap::CopyOnWriteSaver* cow = method == MemoryCopy::copy_on_write ? tracker_.get() : nullptr;
   if (cow) {
     stats.paused_chunks = 0;  // all stored after the pause
   } else if (logging) {
@@ -353,15 +401,19 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
     stats.live_copy_ms = cs.copy_ms;
     stats.cow_fault_chunks = cs.fault_chunks;
     if (!r) return std::unexpected(std::move(r.error()).context("copying guest memory while the guest runs"));
-    cow.reset();
   }
   stats.memory_copy = std::string(memory_copy_name(method));
   auto mstats = writer->finish();
   if (!mstats) return std::unexpected(std::move(mstats.error()).context("saving guest memory"));
 
   if (auto r = snap::fsync_fd(mem_fd->get(), mem_path); !r) return std::unexpected(r.error());
+  if (incremental) {
+    std::string link = fs::absolute(base_dir_).string();
+    auto bytes = std::span(reinterpret_cast<const uint8_t*>(link.data()), link.size());
+    if (auto r = write_file_synced(tmpl + "/" + kParentFile, bytes); !r) return std::unexpected(r.error());
+  }
   if (!expected.empty()) {
-    if (auto r = verify_image(mem_path, expected); !r) return std::unexpected(r.error());
+    if (auto r = verify_image(tmpl, expected); !r) return std::unexpected(r.error());
     stats.memory_verified = true;
   }
   auto encoded = snap::encode_machine_state(*state);
@@ -372,6 +424,12 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   if (::rename(tmpl.c_str(), dir.c_str()) != 0) return fail_errno("renaming {} to {}", tmpl, dir.string());
   tmp.path.clear();
   if (auto r = snap::fsync_dir(parent.string()); !r) return std::unexpected(r.error());
+  if (tracker_) {
+    saved = true;
+    base_dir_ = fs::absolute(dir).string();
+    base_image_id_ = mstats->image_id;
+  }
+  stats.incremental = incremental;
 
   stats.guest_memory_bytes = mstats->guest_bytes;
   stats.memory_file_bytes = mstats->file_bytes;
@@ -434,6 +492,12 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const 
   if (!state) return std::unexpected(state.error());
   auto image = snap::MemoryImageReader::open((fs::path(dir) / kMemoryFile).string());
   if (!image) return std::unexpected(image.error());
+  std::optional<snap::MemoryImageChain> chain;
+  if (image->parent_id()) {
+    auto c = open_image_chain(dir);
+    if (!c) return std::unexpected(c.error());
+    chain = std::move(*c);
+  }
   if (auto r = check_same_machine(*state, cfg); !r)
     return std::unexpected(std::move(r.error()).context(fmt::format("checkpoint {}", dir)));
 
@@ -445,8 +509,15 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const 
   if (layout != image->layout())
     return fail(Errc::corrupt, "checkpoint {}: the memory image's layout does not match {} MiB of guest memory", dir,
                 cfg.memory >> 20);
-  if (auto r = m->start_memory_load(std::make_shared<snap::MemoryImageReader>(std::move(*image))); !r)
+  if (chain) {
+    // An incremental image: every chunk from its holder in the chain, before the guest runs.
+    if (auto r = chain->load(snap::ram_regions(m->memory_), /*already_zero=*/true); !r)
+      return std::unexpected(std::move(r.error()).context("restoring guest memory"));
+    m->restore_note_ = fmt::format("memory loaded before the guest ran from an incremental image and {} it builds on",
+                                   chain->depth() - 1);
+  } else if (auto r = m->start_memory_load(std::make_shared<snap::MemoryImageReader>(std::move(*image))); !r) {
     return std::unexpected(r.error());
+  }
   // In-kernel interrupt controllers, PIT and kvmclock, then the vCPUs, then
   // devices: a device that raises an interrupt as it is rebuilt finds the
   // irqchip and the LAPICs in their saved state.
