@@ -1,6 +1,11 @@
 #include "snapshot/memory/image_chain.hpp"
 
+#include <filesystem>
+#include <optional>
+
 namespace cairn::snap {
+
+namespace fs = std::filesystem;
 
 Result<MemoryImageChain> MemoryImageChain::from(std::vector<MemoryImageReader> images) {
   if (images.empty()) return fail(Errc::invalid_argument, "no memory image");
@@ -42,6 +47,38 @@ Result<MemoryImageChain> MemoryImageChain::open(const std::vector<std::string>& 
     images.push_back(std::move(*r));
   }
   return from(std::move(images));
+}
+
+// The memory image in checkpoint folder `dir` and, for an incremental one,
+// the images it builds on, newest first. A parent is found by its id among
+// the folder's siblings (the VM's checkpoints): folding a removed parent
+// into its child then changes one file, the child's image, atomically.
+Result<MemoryImageChain> MemoryImageChain::open_checkpoint(const std::string& dir) {
+  std::vector<MemoryImageReader> images;
+  auto first = MemoryImageReader::open((fs::path(dir) / kCheckpointMemoryFile).string());
+  if (!first) return std::unexpected(first.error());
+  images.push_back(std::move(*first));
+  const fs::path siblings = fs::absolute(dir).lexically_normal().parent_path();
+  while (images.back().parent_id()) {
+    if (images.size() >= 255) return fail(Errc::corrupt, "checkpoint {}: its memory builds on over 255 images", dir);
+    const uint64_t want = images.back().parent_id();
+    std::optional<MemoryImageReader> found;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(siblings, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      const fs::path img = it->path() / kCheckpointMemoryFile;
+      if (!fs::exists(img)) continue;
+      auto r = MemoryImageReader::open(img.string());
+      if (r && r->image_id() == want) {
+        found = std::move(*r);
+        break;
+      }
+    }
+    if (!found)
+      return fail(Errc::corrupt, "checkpoint {}: the memory image it builds on ({:016x}) is not in {}", dir, want,
+                  siblings.string());
+    images.push_back(std::move(*found));
+  }
+  return MemoryImageChain::from(std::move(images));
 }
 
 Result<void> MemoryImageChain::load(std::span<const RamRegion> regions, bool already_zero, unsigned threads) const {

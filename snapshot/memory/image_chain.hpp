@@ -10,6 +10,8 @@
 
 namespace cairn::snap {
 
+inline constexpr const char* kCheckpointMemoryFile = "memory.img";
+
 class MemoryImageChain {
  public:
   // `images`: the newest first, each next one the parent of the one before
@@ -17,6 +19,10 @@ class MemoryImageChain {
   // one layout and chunk size. Errc::corrupt when a link does not hold.
   static Result<MemoryImageChain> from(std::vector<MemoryImageReader> images);
   static Result<MemoryImageChain> open(const std::vector<std::string>& paths);
+  // The image in checkpoint folder `dir` (memory.img) and, for an incremental
+  // one, the images it builds on, each found by its id among the folder's
+  // siblings (the VM's other checkpoints).
+  static Result<MemoryImageChain> open_checkpoint(const std::string& dir);
 
   const std::vector<RegionLayout>& layout() const { return images_.front().layout(); }
   uint32_t chunk_size() const { return images_.front().chunk_size(); }

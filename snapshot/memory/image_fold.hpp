@@ -2,6 +2,7 @@
 // image's chunks move into its child, which then builds on the removed
 // image's own parent (or becomes a full image).
 #pragma once
+#include "snapshot/memory/image_chain.hpp"
 #include "snapshot/memory/memory_image.hpp"
 
 namespace cairn::snap {
@@ -14,5 +15,9 @@ namespace cairn::snap {
 // Stored bytes are copied, not recompressed; each chunk's checksum is checked
 // as it is read. The caller fsyncs and renames the result over the child.
 Result<MemoryImageStats> fold_into_child(const MemoryImageReader& removed, const MemoryImageReader& child, int out_fd);
+
+// Writes the whole RAM of `chain` as one full image into `out_fd` (exports):
+// each chunk's stored bytes copied from its holder, checksums checked.
+Result<MemoryImageStats> flatten_chain(const MemoryImageChain& chain, int out_fd);
 
 }  // namespace cairn::snap

@@ -72,6 +72,7 @@ inline constexpr size_t kMemoryIndexEntrySize = 88;
 inline constexpr uint16_t kChunkFlagRaw = 1;
 inline constexpr uint16_t kChunkFlagInParent = 2;
 inline constexpr uint32_t kMemoryIncrementalVersion = 2;
+inline constexpr size_t kMemoryIdSize = 8;  // version 2: the image's id, after the region table
 
 // One guest RAM region as the image sees it: where it sits and its host bytes.
 struct RamRegion {
@@ -96,6 +97,7 @@ struct MemoryImageOptions {
   // Non-zero: an incremental image (version 2) whose unstored chunks are
   // those of the image with this id (MemoryImageReader::image_id()).
   uint64_t parent_id = 0;
+  uint64_t image_id = 0;  // 0: a new random id (folding keeps the child's)
 };
 
 struct MemoryImageStats {
@@ -241,6 +243,7 @@ class MemoryImageWriter {
   std::vector<ChunkSpan> spans_;
   std::vector<ChunkEntry> entries_;
   std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();  // cursor_, unreferenced_bytes_
+  uint64_t image_id_ = 0;
   uint64_t cursor_ = 0;  // next free byte for chunk data
   uint64_t unreferenced_bytes_ = 0;
 };

@@ -67,17 +67,17 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
   m.file_size_ = get_u64(header, 40);
   m.parent_id_ = get_u64(header, 48);
   if (version == kMemoryVersion && m.parent_id_ != 0) return bad("reserved header field is not zero");
-  if (version == kMemoryIncrementalVersion && m.parent_id_ == 0) return bad("an incremental image names no parent");
   if (m.file_size_ != *actual)
     return bad(fmt::format("header says {} bytes, the file has {} (truncated or extended)", m.file_size_, *actual));
-  m.data_start_ = kMemoryHeaderSize + kMemoryRegionEntrySize * region_count;
+  const size_t id_bytes = version == kMemoryIncrementalVersion ? kMemoryIdSize : 0;
+  m.data_start_ = kMemoryHeaderSize + kMemoryRegionEntrySize * region_count + id_bytes;
   if (m.index_offset_ < m.data_start_ || m.index_offset_ > m.file_size_ ||
       (m.file_size_ - m.index_offset_) / kMemoryIndexEntrySize != chunk_count ||
       (m.file_size_ - m.index_offset_) % kMemoryIndexEntrySize != 0)
     return bad(
         fmt::format("chunk index ({} entries at offset {}) does not fit the file", chunk_count, m.index_offset_));
 
-  std::vector<uint8_t> table(kMemoryRegionEntrySize * region_count);
+  std::vector<uint8_t> table(kMemoryRegionEntrySize * region_count + id_bytes);
   if (auto r = pread_full(m.fd_.get(), kMemoryHeaderSize, table, m.what_); !r) return std::unexpected(r.error());
   std::vector<uint8_t> index(kMemoryIndexEntrySize * chunk_count);
   if (auto r = pread_full(m.fd_.get(), m.index_offset_, index, m.what_); !r) return std::unexpected(r.error());
@@ -90,7 +90,9 @@ Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what)
   uint64_t sum = XXH3_64bits_digest(st);
   XXH3_freeState(st);
   if (sum != get_u64(header, 56)) return bad("header or chunk index checksum mismatch");
-  m.image_id_ = sum;
+  // Version 1 images are never rewritten: their checksum serves as their id.
+  m.image_id_ = id_bytes ? get_u64(table, kMemoryRegionEntrySize * region_count) : sum;
+  if (!m.image_id_) return bad("image id is zero");
 
   uint64_t total = 0;
   for (uint32_t i = 0; i < region_count; ++i) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <random>
 
 #include "snapshot/memory/bytes.hpp"
 #include "snapshot/memory/file_io.hpp"
@@ -76,7 +77,9 @@ Result<MemoryImageWriter> MemoryImageWriter::create(int fd, std::span<const RamR
   for (auto& r : regions) layout.push_back({r.gpa, r.size});
   w.spans_ = chunk_spans(layout, opts.chunk_size);
   w.entries_.assign(w.spans_.size(), ChunkEntry{});
-  w.cursor_ = kMemoryHeaderSize + kMemoryRegionEntrySize * regions.size();
+  w.cursor_ = kMemoryHeaderSize + kMemoryRegionEntrySize * regions.size() + kMemoryIdSize;
+  w.image_id_ = opts.image_id;
+  while (!w.image_id_) w.image_id_ = (uint64_t{std::random_device{}()} << 32) | std::random_device{}();
   return w;
 }
 
@@ -201,7 +204,7 @@ Result<MemoryImageStats> MemoryImageWriter::finish() {
     for (size_t i = 0; i < entries_.size(); ++i)
       if (entries_[i].present_pages) order.push_back(i);
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return entries_[a].offset < entries_[b].offset; });
-    uint64_t at = kMemoryHeaderSize + kMemoryRegionEntrySize * regions_.size();
+    uint64_t at = kMemoryHeaderSize + kMemoryRegionEntrySize * regions_.size() + kMemoryIdSize;
     std::vector<uint8_t> buf;
     for (size_t i : order) {
       ChunkEntry& e = entries_[i];
@@ -216,11 +219,12 @@ Result<MemoryImageStats> MemoryImageWriter::finish() {
     cursor_ = at;
   }
   // Region table + index, then the header that seals them.
-  std::vector<uint8_t> table(kMemoryRegionEntrySize * regions_.size());
+  std::vector<uint8_t> table(kMemoryRegionEntrySize * regions_.size() + kMemoryIdSize);
   for (size_t i = 0; i < regions_.size(); ++i) {
     put_u64(table, i * kMemoryRegionEntrySize, regions_[i].gpa);
     put_u64(table, i * kMemoryRegionEntrySize + 8, regions_[i].size);
   }
+  put_u64(table, kMemoryRegionEntrySize * regions_.size(), image_id_);
   std::vector<uint8_t> index(kMemoryIndexEntrySize * entries_.size());
   uint64_t stored_pages = 0;
   for (size_t i = 0; i < entries_.size(); ++i) {
@@ -232,7 +236,7 @@ Result<MemoryImageStats> MemoryImageWriter::finish() {
 
   std::vector<uint8_t> header(kMemoryHeaderSize, 0);
   std::memcpy(header.data(), kMemoryMagic, sizeof(kMemoryMagic));
-  put_u32(header, 8, opts_.parent_id ? kMemoryIncrementalVersion : kMemoryVersion);
+  put_u32(header, 8, kMemoryIncrementalVersion);
   put_u32(header, 12, kMemoryPageSize);
   put_u32(header, 16, opts_.chunk_size);
   put_u32(header, 20, static_cast<uint32_t>(regions_.size()));
@@ -246,8 +250,7 @@ Result<MemoryImageStats> MemoryImageWriter::finish() {
   XXH3_64bits_update(st, header.data(), 56);
   XXH3_64bits_update(st, table.data(), table.size());
   XXH3_64bits_update(st, index.data(), index.size());
-  const uint64_t image_id = XXH3_64bits_digest(st);
-  put_u64(header, 56, image_id);
+  put_u64(header, 56, XXH3_64bits_digest(st));
   XXH3_freeState(st);
 
   if (auto r = pwrite_full(fd_, index_offset, index, what); !r) return std::unexpected(r.error());
@@ -263,7 +266,7 @@ Result<MemoryImageStats> MemoryImageWriter::finish() {
   s.zero_pages = s.guest_bytes / kMemoryPageSize - s.stored_pages;
   s.chunks = entries_.size();
   s.compacted_bytes = unreferenced_bytes_;
-  s.image_id = image_id;
+  s.image_id = image_id_;
   for (auto& e : entries_) s.parent_chunks += e.in_parent() ? 1 : 0;
   return s;
 }

@@ -10,6 +10,8 @@
 
 #include "snapshot/disk/chain.hpp"
 #include "snapshot/disk/convert.hpp"
+#include "snapshot/memory/file_io.hpp"
+#include "snapshot/memory/image_fold.hpp"
 #include "vmm/base/unique_fd.hpp"
 #include "vmm/checkpoint/checkpoint_ops.hpp"
 #include "vmm/vmstore/atomic_file.hpp"
@@ -151,9 +153,20 @@ Result<void> export_checkpoint(VmSession& s, const std::string& which, const std
     m.initrd = "boot/initrd";
   }
   if (c.has_memory) {
-    for (auto* f : {"state.bin", "memory.img"}) {
-      p.stage(fmt::format("exporting {}", f));
-      if (auto r = copy_file(s.cp.checkpoint_dir(c.id) + "/" + f, (t / "state" / f).string(), p); !r) return r;
+    const std::string cdir = s.cp.checkpoint_dir(c.id);
+    p.stage("exporting state.bin");
+    if (auto r = copy_file(cdir + "/state.bin", (t / "state/state.bin").string(), p); !r) return r;
+    p.stage("exporting memory.img");
+    auto chain = snap::MemoryImageChain::open_checkpoint(cdir);
+    if (!chain) return std::unexpected(chain.error());
+    if (chain->depth() == 1) {
+      if (auto r = copy_file(cdir + "/memory.img", (t / "state/memory.img").string(), p); !r) return r;
+    } else {
+      // An incremental image: the export holds the whole RAM, on its own.
+      auto fd = snap::create_new((t / "state/memory.img").string());
+      if (!fd) return std::unexpected(fd.error());
+      if (auto r = snap::flatten_chain(*chain, fd->get()); !r) return std::unexpected(r.error());
+      if (auto r = snap::fsync_fd(fd->get(), "the exported memory image"); !r) return r;
     }
   }
   if (m.vsock) m.vsock->uds_path = "vsock.sock";

@@ -10,6 +10,8 @@
 #include "snapshot/disk/chain.hpp"
 #include "snapshot/disk/layer.hpp"
 #include "snapshot/disk/merge.hpp"
+#include "snapshot/memory/file_io.hpp"
+#include "snapshot/memory/image_fold.hpp"
 #include "vmm/control/client.hpp"
 #include "vmm/control/vm_host.hpp"
 #include "vmm/vmstore/atomic_file.hpp"
@@ -114,6 +116,39 @@ Result<std::vector<GcAction>> plan_collection(const VmSession& s, const tree::Tr
   return plan;
 }
 
+// A checkpoint folder about to go: the memory images that build on its own
+// (incremental checkpoints taken after it, found among its siblings by the
+// parent id) get its chunks first, and then build on its parent. Each child
+// changes by one rename: a crash leaves it as it was or folded, and the
+// folder to go is removed only after.
+Result<void> fold_memory_into_children(const fs::path& folder, Progress& progress) {
+  const fs::path img = folder / "memory.img";
+  if (!fs::exists(img)) return {};
+  auto removed = snap::MemoryImageReader::open(img.string());
+  if (!removed) return std::unexpected(std::move(removed.error()).context("before removing its checkpoint"));
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(folder.parent_path(), ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const fs::path child_img = it->path() / "memory.img";
+    if (it->path() == folder || !fs::exists(child_img)) continue;
+    auto child = snap::MemoryImageReader::open(child_img.string());
+    if (!child || child->parent_id() != removed->image_id()) continue;
+    progress.stage(fmt::format("folding the memory of {} into {}", folder.filename().string(),
+                               it->path().filename().string()));
+    const std::string tmp = child_img.string() + ".fold";
+    ::unlink(tmp.c_str());  // left by a crash in an earlier fold
+    auto fd = snap::create_new(tmp);
+    if (!fd) return std::unexpected(fd.error());
+    auto folded = snap::fold_into_child(*removed, *child, fd->get());
+    if (!folded) return std::unexpected(std::move(folded.error()).context(fmt::format("folding into {}", child_img.string())));
+    if (auto r = snap::fsync_fd(fd->get(), tmp); !r) return r;
+    if (::rename(tmp.c_str(), child_img.c_str()) != 0) return fail_errno("renaming {}", tmp);
+    if (auto r = snap::fsync_dir(it->path().string()); !r) return r;
+    progress.update(1, 1);
+  }
+  return {};
+}
+
 Result<std::vector<GcAction>> collect_garbage(VmSession& s, Progress& progress) {
   auto st = s.state();
   if (!st) return std::unexpected(st.error());
@@ -142,6 +177,7 @@ Result<std::vector<GcAction>> collect_garbage(VmSession& s, Progress& progress) 
         break;
       }
       case GcAction::Kind::delete_folder: {
+        if (auto r = fold_memory_into_children(a.path, progress); !r) return std::unexpected(r.error());
         std::error_code ec;
         fs::remove_all(a.path, ec);
         if (ec) return fail(Errc::io, "deleting {}: {}", a.path, ec.message());

@@ -30,9 +30,6 @@ namespace cairn {
 namespace {
 constexpr const char* kStateFile = "state.bin";
 constexpr const char* kMemoryFile = "memory.img";
-// An incremental image's parent: the absolute path of the checkpoint folder
-// holding the image it builds on.
-constexpr const char* kParentFile = "memory.parent";
 namespace fs = std::filesystem;
 
 double ms_since(std::chrono::steady_clock::time_point t) {
@@ -64,26 +61,6 @@ Result<uint64_t> write_file_synced(const std::string& path, std::span<const uint
   if (auto r = snap::pwrite_full(fd->get(), 0, bytes, path); !r) return std::unexpected(r.error());
   if (auto r = snap::fsync_fd(fd->get(), path); !r) return std::unexpected(r.error());
   return bytes.size();
-}
-
-// The memory image in checkpoint folder `dir` and, for an incremental one,
-// the images it builds on (each folder's memory.parent), newest first.
-Result<snap::MemoryImageChain> open_image_chain(const std::string& dir) {
-  std::vector<snap::MemoryImageReader> images;
-  std::string at = dir;
-  for (;;) {
-    auto r = snap::MemoryImageReader::open((fs::path(at) / kMemoryFile).string());
-    if (!r) return std::unexpected(r.error());
-    const bool more = r->parent_id() != 0;
-    images.push_back(std::move(*r));
-    if (!more) break;
-    if (images.size() >= 255) return fail(Errc::corrupt, "checkpoint {}: its memory builds on over 255 images", dir);
-    auto link = snap::read_small_file((fs::path(at) / kParentFile).string(), 4096);
-    if (!link)
-      return std::unexpected(std::move(link.error()).context(fmt::format("checkpoint {}: the image it builds on", at)));
-    at.assign(link->begin(), link->end());
-  }
-  return snap::MemoryImageChain::from(std::move(images));
 }
 
 // The virtio device names a machine built from `cfg` has, in bus order.
@@ -219,7 +196,7 @@ Result<std::vector<size_t>> Machine::take_dirty_chunks(const snap::MemoryImageWr
 // Compares the image at `path` page by page with `expected` (one buffer per
 // region): a page that differs is a write the dirty logs missed.
 Result<void> Machine::verify_image(const std::string& dir, const std::vector<std::vector<uint8_t>>& expected) const {
-  auto image = open_image_chain(dir);
+  auto image = snap::MemoryImageChain::open_checkpoint(dir);
   if (!image) return std::unexpected(image.error());
   std::vector<std::vector<uint8_t>> got;
   std::vector<snap::RamRegion> regions;
@@ -276,10 +253,18 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   // checkpoint, whose memory image is still there; only the chunks written
   // since are stored, the others refer to that image.
   const char* inc_env = std::getenv("CAIRN_INCREMENTAL");
-  const bool incremental = method == MemoryCopy::copy_on_write && tracker_ && base_image_id_ &&
+  bool incremental = method == MemoryCopy::copy_on_write && tracker_ && base_image_id_ &&
                            !(inc_env && std::string_view(inc_env) == "0") &&
-                           fs::exists(fs::path(base_dir_) / kMemoryFile);
-  if (!incremental) {
+                           fs::exists(fs::path(base_dir_) / kMemoryFile) &&
+                           fs::absolute(dir).lexically_normal().parent_path() ==
+                               fs::path(base_dir_).lexically_normal().parent_path();
+  if (incremental) {
+    // Removing a checkpoint may have folded its memory into the base's image:
+    // the same RAM under a new id.
+    auto base = snap::MemoryImageReader::open((fs::path(base_dir_) / kMemoryFile).string());
+    if (!base) return std::unexpected(std::move(base.error()).context("the last checkpoint's memory image"));
+    base_image_id_ = base->image_id();
+  } else {
     tracker_.reset();
     base_image_id_ = 0;
   }
@@ -407,11 +392,6 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   if (!mstats) return std::unexpected(std::move(mstats.error()).context("saving guest memory"));
 
   if (auto r = snap::fsync_fd(mem_fd->get(), mem_path); !r) return std::unexpected(r.error());
-  if (incremental) {
-    std::string link = fs::absolute(base_dir_).string();
-    auto bytes = std::span(reinterpret_cast<const uint8_t*>(link.data()), link.size());
-    if (auto r = write_file_synced(tmpl + "/" + kParentFile, bytes); !r) return std::unexpected(r.error());
-  }
   if (!expected.empty()) {
     if (auto r = verify_image(tmpl, expected); !r) return std::unexpected(r.error());
     stats.memory_verified = true;
@@ -494,7 +474,7 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const 
   if (!image) return std::unexpected(image.error());
   std::optional<snap::MemoryImageChain> chain;
   if (image->parent_id()) {
-    auto c = open_image_chain(dir);
+    auto c = snap::MemoryImageChain::open_checkpoint(dir);
     if (!c) return std::unexpected(c.error());
     chain = std::move(*c);
   }

@@ -56,7 +56,7 @@ void reseal(std::vector<uint8_t>& b) {
   XXH3_state_t* st = XXH3_createState();
   XXH3_64bits_reset(st);
   XXH3_64bits_update(st, b.data(), 56);
-  XXH3_64bits_update(st, b.data() + kMemoryHeaderSize, regions * kMemoryRegionEntrySize);
+  XXH3_64bits_update(st, b.data() + kMemoryHeaderSize, regions * kMemoryRegionEntrySize + kMemoryIdSize);
   XXH3_64bits_update(st, b.data() + index_offset(b), count * kMemoryIndexEntrySize);
   put_u64(b, 56, XXH3_64bits_digest(st));
   XXH3_freeState(st);
@@ -123,13 +123,13 @@ TEST_CASE("memory image corruption: resealed but impossible metadata is refused"
     std::function<void(std::vector<uint8_t>&)> edit;
   };
   std::vector<Case> cases = {
-      {"version 2", [](auto& b) { put_u32(b, 8, 2); }},
+      {"version 3", [](auto& b) { put_u32(b, 8, 3); }},
       {"page size 8192", [](auto& b) { put_u32(b, 12, 8192); }},
       {"chunk size 0", [](auto& b) { put_u32(b, 16, 0); }},
       {"chunk size 4 MiB", [](auto& b) { put_u32(b, 16, 4 * MiB); }},
       {"chunk size 1 MiB (count no longer matches)", [](auto& b) { put_u32(b, 16, 1 * MiB); }},
       {"no regions", [](auto& b) { put_u32(b, 20, 0); }},
-      {"reserved field set", [](auto& b) { put_u64(b, 48, 1); }},
+      {"image id zero", [](auto& b) { put_u64(b, kMemoryHeaderSize + 2 * kMemoryRegionEntrySize, 0); }},
       {"region size not whole pages", [](auto& b) { put_u64(b, kMemoryHeaderSize + 8, 6 * MiB + 1); }},
       {"regions overlap", [](auto& b) { put_u64(b, kMemoryHeaderSize + 16, 2 * MiB); }},
       {"chunk offset past the index", [](auto& b) { put_u64(b, entry(b, 0), index_offset(b)); }},

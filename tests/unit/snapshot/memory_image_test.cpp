@@ -102,7 +102,8 @@ TEST_CASE("memory image: all-zero memory gives an index and no data") {
   FakeRam ram({{0, 8 * MiB}});
   auto rt = write_image(ram);
   CHECK(rt.stats.stored_pages == 0);
-  CHECK(rt.stats.file_bytes == kMemoryHeaderSize + kMemoryRegionEntrySize + 4 * kMemoryIndexEntrySize);
+  CHECK(rt.stats.file_bytes ==
+        kMemoryHeaderSize + kMemoryRegionEntrySize + kMemoryIdSize + 4 * kMemoryIndexEntrySize);
   expect_loads_back(ram, rt.fd.get());
 }
 
@@ -211,7 +212,7 @@ TEST_CASE("memory image: chunks stored again after the guest wrote them load the
   // Three chunks of incompressible data were stored twice; chunk 2 is now
   // absent; the image holds no stale bytes.
   CHECK(s->compacted_bytes == 3 * 2 * MiB);
-  CHECK(s->file_bytes == 64 + 2 * 16 + 3 * 2 * MiB + 4 * 88);
+  CHECK(s->file_bytes == 64 + 2 * 16 + 8 + 3 * 2 * MiB + 4 * 88);
   CHECK(s->stored_pages == ram.pages() - 512);
   CHECK(s->file_bytes == *file_size(fd.get()));
   expect_loads_back(ram, fd.get());
