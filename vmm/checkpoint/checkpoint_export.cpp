@@ -157,12 +157,14 @@ Result<void> export_checkpoint(VmSession& s, const std::string& which, const std
     p.stage("exporting state.bin");
     if (auto r = copy_file(cdir + "/state.bin", (t / "state/state.bin").string(), p); !r) return r;
     p.stage("exporting memory.img");
-    auto chain = snap::MemoryImageChain::open_checkpoint(cdir);
-    if (!chain) return std::unexpected(chain.error());
-    if (chain->depth() == 1) {
+    auto image = snap::MemoryImageReader::open(cdir + "/memory.img");
+    if (!image || !image->parent_id()) {
+      // A full image is copied as it is (a damaged one is refused when restored).
       if (auto r = copy_file(cdir + "/memory.img", (t / "state/memory.img").string(), p); !r) return r;
     } else {
       // An incremental image: the export holds the whole RAM, on its own.
+      auto chain = snap::MemoryImageChain::open_checkpoint(cdir);
+      if (!chain) return std::unexpected(chain.error());
       auto fd = snap::create_new((t / "state/memory.img").string());
       if (!fd) return std::unexpected(fd.error());
       if (auto r = snap::flatten_chain(*chain, fd->get()); !r) return std::unexpected(r.error());
