@@ -27,6 +27,8 @@ class MemoryImageChain {
   const std::vector<RegionLayout>& layout() const { return images_.front().layout(); }
   uint32_t chunk_size() const { return images_.front().chunk_size(); }
   size_t depth() const { return images_.size(); }
+  const MemoryImageReader& newest() const { return images_.front(); }
+  Result<void> check_regions(std::span<const RamRegion> regions) const { return newest().check_regions(regions); }
   // The image that holds chunk i: the newest that stores it.
   const MemoryImageReader& holder(size_t i) const { return images_[holder_[i]]; }
   size_t holder_depth(size_t i) const { return holder_[i]; }

@@ -39,7 +39,7 @@ Result<void> check_no_shmem_thp() {
 }
 }  // namespace
 
-Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_ptr<const MemoryImageReader> image,
+Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_ptr<const MemoryImageChain> image,
                                                                    std::vector<RamRegion> regions,
                                                                    ErrorHandler on_error,
                                                                    const LazyLoadOptions& opts) {
@@ -120,9 +120,10 @@ bool LazyMemoryLoader::load(size_t i, bool on_demand) {
 }
 
 Result<void> LazyMemoryLoader::load_chunk(size_t i, std::vector<uint8_t>& stored, std::vector<uint8_t>& pages) {
-  const ChunkEntry& e = image_->index()[i];
+  const MemoryImageReader& holder = image_->holder(i);
+  const ChunkEntry& e = holder.index()[i];
   if (e.present_pages == 0) return {};
-  if (auto r = image_->read_chunk(i, stored, pages); !r) return r;
+  if (auto r = holder.read_chunk(i, stored, pages); !r) return r;
   const ChunkSpan& s = chunks_.span(i);
   const int fd = chunks_.regions()[s.region].fd;
   const unsigned npages = static_cast<unsigned>(s.length / kMemoryPageSize);

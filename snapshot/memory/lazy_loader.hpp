@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "snapshot/memory/memory_image.hpp"
+#include "snapshot/memory/image_chain.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/unique_fd.hpp"
 
@@ -48,9 +48,10 @@ class LazyMemoryLoader {
   using ErrorHandler = std::function<void(const Error&)>;
 
   // `regions` must match image->layout() and each carry its memfd (RamRegion::fd),
-  // not yet written. Errc::unsupported when the host refuses userfaultfd
-  // (not root and vm.unprivileged_userfaultfd=0): load eagerly instead.
-  static Result<std::unique_ptr<LazyMemoryLoader>> start(std::shared_ptr<const MemoryImageReader> image,
+  // not yet written. Each chunk comes from its holder in the chain (for a
+  // full image, the image itself). Errc::unsupported when the host refuses
+  // userfaultfd (not root and vm.unprivileged_userfaultfd=0): load eagerly instead.
+  static Result<std::unique_ptr<LazyMemoryLoader>> start(std::shared_ptr<const MemoryImageChain> image,
                                                           std::vector<RamRegion> regions, ErrorHandler on_error,
                                                           const LazyLoadOptions& opts = {});
   ~LazyMemoryLoader();
@@ -76,7 +77,7 @@ class LazyMemoryLoader {
   void fail_load(Error e);
   void finish_if_complete();
 
-  std::shared_ptr<const MemoryImageReader> image_;
+  std::shared_ptr<const MemoryImageChain> image_;
   HostChunks chunks_;
   ErrorHandler on_error_;
   UniqueFd uffd_;

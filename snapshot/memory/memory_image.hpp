@@ -139,7 +139,8 @@ class MemoryImageReader {
   uint32_t chunk_size() const { return chunk_size_; }
   uint64_t file_size() const { return file_size_; }
   const std::vector<ChunkEntry>& index() const { return index_; }
-  // The image's identity (its meta_checksum), and its parent's (0: a full image).
+  // The image's identity (version 2: stored in the file; version 1: its
+  // meta_checksum), and its parent's (0: a full image).
   uint64_t image_id() const { return image_id_; }
   uint64_t parent_id() const { return parent_id_; }
 

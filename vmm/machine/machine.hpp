@@ -189,7 +189,7 @@ class Machine {
   Result<void> setup_vcpus(bool boot = true);
   Result<snap::MachineState> capture_state();
   // Restore: puts the image's RAM in guest memory, lazily where the host allows.
-  Result<void> start_memory_load(std::shared_ptr<const snap::MemoryImageReader> image);
+  Result<void> start_memory_load(std::shared_ptr<const snap::MemoryImageChain> image);
   // The vCPUs run and nobody asked them to pause or stop: a checkpoint or a
   // disk operation pauses them itself (and resumes them after).
   bool running_unpaused() const;

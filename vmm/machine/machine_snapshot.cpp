@@ -29,7 +29,6 @@ namespace cairn {
 
 namespace {
 constexpr const char* kStateFile = "state.bin";
-constexpr const char* kMemoryFile = "memory.img";
 namespace fs = std::filesystem;
 
 double ms_since(std::chrono::steady_clock::time_point t) {
@@ -233,7 +232,7 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   if (!::mkdtemp(tmpl.data())) return fail_errno("creating a folder next to {}", dir.string());
   TempDir tmp{tmpl};
 
-  const std::string mem_path = tmpl + "/" + kMemoryFile;
+  const std::string mem_path = tmpl + "/" + snap::kCheckpointMemoryFile;
   auto mem_fd = snap::create_new(mem_path);
   if (!mem_fd) return std::unexpected(mem_fd.error());
   // How a running guest's RAM is copied (host_check.hpp says why in this order).
@@ -255,13 +254,13 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   const char* inc_env = std::getenv("CAIRN_INCREMENTAL");
   bool incremental = method == MemoryCopy::copy_on_write && tracker_ && base_image_id_ &&
                            !(inc_env && std::string_view(inc_env) == "0") &&
-                           fs::exists(fs::path(base_dir_) / kMemoryFile) &&
+                           fs::exists(fs::path(base_dir_) / snap::kCheckpointMemoryFile) &&
                            fs::absolute(dir).lexically_normal().parent_path() ==
                                fs::path(base_dir_).lexically_normal().parent_path();
   if (incremental) {
     // Removing a checkpoint may have folded its memory into the base's image:
     // the same RAM under a new id.
-    auto base = snap::MemoryImageReader::open((fs::path(base_dir_) / kMemoryFile).string());
+    auto base = snap::MemoryImageReader::open((fs::path(base_dir_) / snap::kCheckpointMemoryFile).string());
     if (!base) return std::unexpected(std::move(base.error()).context("the last checkpoint's memory image"));
     base_image_id_ = base->image_id();
   } else {
@@ -421,7 +420,7 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   return stats;
 }
 
-Result<void> Machine::start_memory_load(std::shared_ptr<const snap::MemoryImageReader> image) {
+Result<void> Machine::start_memory_load(std::shared_ptr<const snap::MemoryImageChain> image) {
   // Lazily by default: the vCPUs start at once and a page's chunk is loaded
   // when first touched, while prefetch threads load the rest in order (see
   // lazy_loader.hpp). A damaged chunk met then stops the VM with the error.
@@ -470,14 +469,9 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const 
   if (!bytes) return std::unexpected(bytes.error());
   auto state = snap::decode_machine_state(*bytes, state_path);
   if (!state) return std::unexpected(state.error());
-  auto image = snap::MemoryImageReader::open((fs::path(dir) / kMemoryFile).string());
+  // The image and, for an incremental one, the images it builds on.
+  auto image = snap::MemoryImageChain::open_checkpoint(dir);
   if (!image) return std::unexpected(image.error());
-  std::optional<snap::MemoryImageChain> chain;
-  if (image->parent_id()) {
-    auto c = snap::MemoryImageChain::open_checkpoint(dir);
-    if (!c) return std::unexpected(c.error());
-    chain = std::move(*c);
-  }
   if (auto r = check_same_machine(*state, cfg); !r)
     return std::unexpected(std::move(r.error()).context(fmt::format("checkpoint {}", dir)));
 
@@ -489,15 +483,8 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const 
   if (layout != image->layout())
     return fail(Errc::corrupt, "checkpoint {}: the memory image's layout does not match {} MiB of guest memory", dir,
                 cfg.memory >> 20);
-  if (chain) {
-    // An incremental image: every chunk from its holder in the chain, before the guest runs.
-    if (auto r = chain->load(snap::ram_regions(m->memory_), /*already_zero=*/true); !r)
-      return std::unexpected(std::move(r.error()).context("restoring guest memory"));
-    m->restore_note_ = fmt::format("memory loaded before the guest ran from an incremental image and {} it builds on",
-                                   chain->depth() - 1);
-  } else if (auto r = m->start_memory_load(std::make_shared<snap::MemoryImageReader>(std::move(*image))); !r) {
+  if (auto r = m->start_memory_load(std::make_shared<const snap::MemoryImageChain>(std::move(*image))); !r)
     return std::unexpected(r.error());
-  }
   // In-kernel interrupt controllers, PIT and kvmclock, then the vCPUs, then
   // devices: a device that raises an interrupt as it is rebuilt finds the
   // irqchip and the LAPICs in their saved state.

@@ -44,10 +44,14 @@ Source make_source() {
   return {std::move(*ram), slurp(fd.get())};
 }
 
-std::shared_ptr<const MemoryImageReader> reader_of(const std::vector<uint8_t>& bytes) {
+std::shared_ptr<const MemoryImageChain> reader_of(const std::vector<uint8_t>& bytes) {
   auto r = MemoryImageReader::open(file_with(bytes), "image");
   REQUIRE(r);
-  return std::make_shared<const MemoryImageReader>(std::move(*r));
+  std::vector<MemoryImageReader> one;
+  one.push_back(std::move(*r));
+  auto c = MemoryImageChain::from(std::move(one));
+  REQUIRE(c);
+  return std::make_shared<const MemoryImageChain>(std::move(*c));
 }
 
 bool same_page(const GuestMemory& a, const GuestMemory& b, uint64_t page) {
@@ -127,7 +131,7 @@ TEST_CASE("lazy restore: a damaged chunk met on first touch is reported, and the
   Source src = make_source();
   auto reader = reader_of(src.image);
   // Damage the stored bytes of chunk 9 (patterned, lz4).
-  const ChunkEntry e = reader->index()[9];
+  const ChunkEntry e = reader->newest().index()[9];
   REQUIRE(e.present_pages > 0);
   src.image[e.offset + e.stored_size / 2] ^= 0x10;
   auto dst = GuestMemory::create(kRam);
@@ -158,4 +162,41 @@ TEST_CASE("lazy restore: a damaged chunk met on first touch is reported, and the
   CHECK(w.error().code == Errc::corrupt);
   // Later touches do not hang either.
   CHECK(dst->regions()[0].host()[kRam - 1] == 0);
+}
+
+TEST_CASE("lazy restore: each chunk of a chain comes from the newest image that stores it", "[snapshot][lazy][chain]") {
+  Source src = make_source();
+  auto base = MemoryImageReader::open(file_with(src.image), "base");
+  REQUIRE(base);
+  // Chunks 1, 9 and 31 rewritten, chunk 2 zeroed: an incremental image of those four.
+  std::mt19937_64 rng(12);
+  uint8_t* p = src.ram.regions()[0].host();
+  for (size_t c : {1, 9, 31}) fill_random(p + c * kChunk + 8192, 4096, rng);
+  std::memset(p + 2 * kChunk, 0, kChunk);
+  const std::vector<size_t> written{1, 2, 9, 31};
+  auto fd = memfile();
+  auto w = MemoryImageWriter::create(fd.get(), ram_regions(src.ram), {.chunk_size = kChunk, .parent_id = base->image_id()});
+  REQUIRE(w);
+  REQUIRE(w->store(written));
+  std::vector<size_t> rest;
+  for (size_t i = 0; i < w->chunk_count(); ++i)
+    if (std::find(written.begin(), written.end(), i) == written.end()) rest.push_back(i);
+  REQUIRE(w->refer_to_parent(rest));
+  REQUIRE(w->finish());
+  auto top = MemoryImageReader::open(file_with(slurp(fd.get())), "top");
+  REQUIRE(top);
+  std::vector<MemoryImageReader> images;
+  images.push_back(std::move(*top));
+  images.push_back(std::move(*base));
+  auto chain = MemoryImageChain::from(std::move(images));
+  REQUIRE(chain);
+
+  auto dst = GuestMemory::create(kRam);
+  REQUIRE(dst);
+  auto loader = LazyMemoryLoader::start(std::make_shared<const MemoryImageChain>(std::move(*chain)), ram_regions(*dst),
+                                        nullptr, {.prefetch = false});
+  REQUIRE(loader);
+  for (uint64_t page = kRam / 4096; page-- > 0;) CHECK(same_page(src.ram, *dst, page));  // descending: demand order
+  REQUIRE((*loader)->wait());
+  CHECK((*loader)->stats().demand_chunks == kRam / kChunk);
 }
