@@ -20,6 +20,9 @@ disk_counts = [int(n) for n in os.environ.get("CAIRN_BENCH_DISKS", "1 4").split(
 runs = int(os.environ.get("CAIRN_BENCH_RUNS", "3"))
 prod_runs = int(os.environ.get("CAIRN_BENCH_PROD_RUNS", "5"))
 fill_kind = os.environ.get("CAIRN_BENCH_FILL", "random")
+incr_sizes = os.environ.get("CAIRN_BENCH_INCR_SIZES", " ".join(sizes)).split()
+incr_pcts = [int(n) for n in os.environ.get("CAIRN_BENCH_INCR_PCTS", "10 50").split()]
+incr_runs = int(os.environ.get("CAIRN_BENCH_INCR_RUNS", "3"))
 BOOT_TIMEOUT = 900  # boot plus filling RAM, under nested emulation
 TICK = re.compile(rb"tick (\d+)\r?\n")
 
@@ -190,6 +193,25 @@ def fill_command(mem_mib):
             f"i=0; while true; do i=$((i+1)); echo \"tick $i\"; sleep 0.1; done")
 
 
+def dirty_command(mem_mib, pct):
+    """~50% of RAM filled with random data, pct% of RAM of it rewritten with new random data in
+    rounds ("dirtied N MS": round N took MS ms), 3 s apart; ticks every 0.1 s meanwhile. Each round
+    also rewrites its 8 MiB seed in place (same pages): dirty MiB + 8 are rewritten per round."""
+    dirty = max(8, mem_mib * pct // 100 // 8 * 8)
+    static = max(0, mem_mib // 2 - dirty) // 8 * 8
+    seed = "dd if=/dev/urandom of=/tmp/seed bs=1M count=8 conv=notrunc 2>/dev/null"
+    # A new 8 MiB seed per round, repeated: the pages change every round and lz4 (64 KiB window) gains nothing.
+    fill = (f"{seed}; n=0; while [ $n -lt {static // 8} ]; do cat /tmp/seed; n=$((n+1)); done > /tmp/fill; "
+            f"n=0; while [ $n -lt {dirty // 8} ]; do cat /tmp/seed; n=$((n+1)); done > /tmp/dirty")
+    ms = "$(( $(cut -d' ' -f1 /proc/uptime | tr -d .) * 10 ))"
+    rounds = (f"r=0; while true; do r=$((r+1)); {seed}; t0={ms}; n=0; while [ $n -lt {dirty // 8} ]; do "
+              f"dd if=/tmp/seed of=/tmp/dirty bs=1M seek=$((n*8)) conv=notrunc 2>/dev/null; n=$((n+1)); done; "
+              f"echo \"dirtied $r $(( {ms} - t0 ))\"; sleep 3; done")
+    return (f"mount -o remount,size=90% /tmp; {fill}; echo \"fill-done $(du -m /tmp/fill /tmp/dirty | "
+            f"awk '{{s+=$1}} END {{print s}}')\"; (i=0; while true; do i=$((i+1)); echo \"tick $i\"; sleep 0.1; "
+            f"done) & {rounds}")
+
+
 def writer_command(n):
     letters = "abcdefgh"[:n]
     mounts = "; ".join(f"mkdir -p /mnt/{x} && mount -t ext4 /dev/vd{x} /mnt/{x} || exit 9" for x in letters)
@@ -274,6 +296,47 @@ def wait_file_stable(path, timeout=30):
 
 # ---------------------------------------------------------------- part 1
 
+def measure_restore(name, con, ckpt, r, label):
+    """Applies checkpoint `ckpt` of VM `name` and starts it: appends to r["apply"], r["start"] (wall of
+    `vm start --detach`, which returns once the restored VMM answers, vCPUs running) and r["tick"]
+    (from that launch to the guest's next tick line)."""
+    _, _, _, apply_wall = cairn("checkpoint", "apply", name, ckpt, "--yes")
+    off = con.size()
+    t0 = time.monotonic()
+    p = start_proc([CAIRN, "vm", "start", name, "--detach"], env=ENV, stdout=subprocess.PIPE,
+                   stderr=subprocess.STDOUT)
+    t_ready = t_tick = None
+    pos, buf, deadline = off, b"", t0 + 120
+    while t_ready is None or t_tick is None:
+        if t_ready is None and p.poll() is not None:
+            t_ready = time.monotonic()
+            if p.returncode != 0:
+                # Reported as a failure, but the VMM may still be restoring: the guest's tick says.
+                err = p.stdout.read().decode(errors="replace").strip()
+                r["start_errors"].append(f"{label}: vm start --detach exited with {p.returncode} "
+                                         f"after {(t_ready - t0) * 1000:.0f} ms: {err}")
+                log(f"  {r['start_errors'][-1]}")
+        if t_tick is None:
+            data = con.read_from(pos)
+            if data:
+                pos += len(data); buf += data
+                if TICK.search(buf):
+                    t_tick = time.monotonic()
+        if time.monotonic() > deadline:
+            state = (f"vm start exited with {p.returncode}" if t_ready else "vm start had not returned")
+            show = cairn("vm", "show", name, timeout=30, check=False)[1]
+            raise Failure(f"{label}: no tick from the restored guest within 120s ({state}); "
+                          f"vm show:\n{show}console tail:\n{con.tail(600)}")
+        time.sleep(0.002)
+    procs.remove(p)
+    r["apply"].append(apply_wall * 1000)
+    if p.returncode == 0:
+        r["start"].append((t_ready - t0) * 1000)
+    r["tick"].append((t_tick - t0) * 1000)
+    log(f"  raw {label}: apply_wall_ms={apply_wall * 1000:.1f} "
+        f"start_wall_ms={(t_ready - t0) * 1000:.1f} to_next_tick_ms={(t_tick - t0) * 1000:.1f}")
+
+
 def bench_cairn_standard(mem):
     name = f"std-{mem}"
     r = {"pause": [], "total": [], "wall": [], "bytes": [], "apply": [], "start": [], "tick": [], "start_errors": []}
@@ -303,41 +366,7 @@ def bench_cairn_standard(mem):
             f"paused_chunks={st.get('paused_chunks', 0)}")
         last = f"c{i}"
     for i in range(runs):
-        _, _, _, apply_wall = cairn("checkpoint", "apply", name, last, "--yes")
-        off = con.size()
-        t0 = time.monotonic()
-        p = start_proc([CAIRN, "vm", "start", name, "--detach"], env=ENV, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT)
-        t_ready = t_tick = None
-        pos, buf, deadline = off, b"", t0 + 120
-        while t_ready is None or t_tick is None:
-            if t_ready is None and p.poll() is not None:
-                t_ready = time.monotonic()
-                if p.returncode != 0:
-                    # Reported as a failure, but the VMM may still be restoring: the guest's tick says.
-                    err = p.stdout.read().decode(errors="replace").strip()
-                    r["start_errors"].append(f"restore {i + 1}: vm start --detach exited with {p.returncode} "
-                                             f"after {(t_ready - t0) * 1000:.0f} ms: {err}")
-                    log(f"  cairn {mem} restore {i + 1}: {r['start_errors'][-1]}")
-            if t_tick is None:
-                data = con.read_from(pos)
-                if data:
-                    pos += len(data); buf += data
-                    if TICK.search(buf):
-                        t_tick = time.monotonic()
-            if time.monotonic() > deadline:
-                state = (f"vm start exited with {p.returncode}" if t_ready else "vm start had not returned")
-                show = cairn("vm", "show", name, timeout=30, check=False)[1]
-                raise Failure(f"restore {i + 1}: no tick from the restored guest within 120s ({state}); "
-                              f"vm show:\n{show}console tail:\n{con.tail(600)}")
-            time.sleep(0.002)
-        procs.remove(p)
-        r["apply"].append(apply_wall * 1000)
-        if p.returncode == 0:
-            r["start"].append((t_ready - t0) * 1000)
-        r["tick"].append((t_tick - t0) * 1000)
-        log(f"  raw cairn {mem} restore {i + 1}: apply_wall_ms={apply_wall * 1000:.1f} "
-            f"start_wall_ms={(t_ready - t0) * 1000:.1f} to_next_tick_ms={(t_tick - t0) * 1000:.1f}")
+        measure_restore(name, con, last, r, f"cairn {mem} restore {i + 1}")
     stop_vm(name)
     shutil.rmtree(os.path.join(home, "vms", name), ignore_errors=True)
     return r
@@ -474,6 +503,103 @@ def bench_production(n):
 
 # ---------------------------------------------------------------- report
 
+# ---------------------------------------------------------------- part 3
+
+DIRTIED = re.compile(rb"dirtied (\d+) (\d+)\r?\n")
+
+
+def bench_cairn_incremental(mem, pct):
+    """A guest rewriting pct% of its RAM in rounds: a full checkpoint, then incr_runs incremental ones,
+    each right after a round; restores from the full one and from the last incremental one."""
+    name = f"inc-{mem}-{pct}"
+    mem_mib = size_mib(mem)
+    dirty_mib = max(8, mem_mib * pct // 100 // 8 * 8)
+    r = {"dirty_mib": dirty_mib, "ckpts": [], "apply": [], "start": [], "tick": [], "start_errors": [],
+         "full_restore": {"apply": [], "start": [], "tick": [], "start_errors": []}}
+    cairn("vm", "create", name, "--memory", mem, "--kernel", kernel, "--initrd", initrd, "--",
+          dirty_command(mem_mib, pct))
+    cairn_vms.append(name)
+    cairn("vm", "set", name, "--checkpoint-type", "standard")
+    con = Console(os.path.join(home, "vms", name, "console.log"))
+    cairn("vm", "start", name, "--detach", timeout=120)
+    m, _, pos = con.wait_for(rb"fill-done (\d+)\s", 0, BOOT_TIMEOUT, "the guest filling its memory")
+    log(f"cairn incremental {mem} {pct}%: guest filled {int(m.group(1))} MiB, rewrites {dirty_mib} MiB per round")
+    _, _, pos = con.wait_for(DIRTIED, pos, 600, "the guest's first round")
+    after = {}  # round number -> "full" or "incremental": the round that began after that checkpoint's pause
+    for i in range(incr_runs + 1):
+        m, _, _ = con.wait_for(DIRTIED, pos, 600, f"a round of writes before checkpoint {i}")
+        _, out, _, wall = cairn("checkpoint", "create", name, f"c{i}", "--json")
+        st = json.loads(out)["stats"]
+        kind = "incremental" if st.get("incremental") else "full"
+        if kind != ("full" if i == 0 else "incremental"):
+            raise Failure(f"checkpoint c{i} of {name} is {kind}: {out}")
+        after[int(m.group(1)) + 1] = kind
+        c = {"kind": kind, "pause": st["paused_ms"], "total": st["total_ms"], "wall": wall * 1000,
+             "bytes": st["memory_file_bytes"] + st["state_file_bytes"], "parent_chunks": st.get("parent_chunks", 0)}
+        r["ckpts"].append(c)
+        log(f"  raw cairn {mem} {pct}% c{i} ({kind}, after round {m.group(1).decode()}): paused_ms={c['pause']:.1f} "
+            f"total_ms={c['total']:.1f} cli_wall_ms={c['wall']:.1f} memory_file_bytes={st['memory_file_bytes']} "
+            f"parent_chunks={c['parent_chunks']} cow_fault_chunks={st.get('cow_fault_chunks', 0)} "
+            f"live_copy_ms={st.get('live_copy_ms', 0):.1f}")
+        pos = con.size()
+    for _ in range(2):  # rounds with no checkpoint, for the guest's own pace
+        _, _, pos = con.wait_for(DIRTIED, pos, 600, "a round of writes after the checkpoints")
+    rounds = {int(a): int(b) for a, b in DIRTIED.findall(con.read_from(0))}
+    r["rounds"] = {"full": [], "incremental": [], "none": []}
+    for n, ms in sorted(rounds.items()):
+        if n > 1:  # the first round also pays for page cache warm-up
+            r["rounds"][after.get(n, "none")].append(ms)
+    log(f"  raw cairn {mem} {pct}% rounds (ms to rewrite {dirty_mib} MiB): "
+        + " ".join(f"{n}:{ms}{'F' if after.get(n) == 'full' else 'I' if after.get(n) else ''}"
+                   for n, ms in sorted(rounds.items())))
+    measure_restore(name, con, f"c{incr_runs}", r, f"cairn {mem} {pct}% restore of incremental c{incr_runs}")
+    measure_restore(name, con, "c0", r["full_restore"], f"cairn {mem} {pct}% restore of full c0")
+    stop_vm(name)
+    shutil.rmtree(os.path.join(home, "vms", name), ignore_errors=True)
+    return r
+
+
+def report_incremental(incr, std):
+    log("")
+    log(f"== incremental checkpoints: 1 vCPU, ~50% of RAM filled (random), pct% of RAM rewritten with new random")
+    log(f"   data in rounds 3 s apart; c0 full, then {incr_runs} incremental, each right after a round ==")
+    log("  dirtied: the MiB the guest rewrote between two checkpoints, its 8 MiB seed included (incompressible;")
+    log("  the kernel's own writes not counted); bytes: memory + state file; x dirtied: incremental bytes / dirtied bytes (goal <= 1.10)")
+    log("  restore: `vm start --detach` wall after apply (to running vCPUs); tick: to the guest's next tick line")
+    log("  throughput: MiB/s of the guest's rewrite rounds; 'after': the round beginning 3 s after a pause")
+    log("  qemu: part 1's migrate of the same size (~50% filled), its pause = its total; file = all of RAM")
+    log(f"{'size':<6}{'dirty':>6}{'kind':<13}{'pause ms':>10}{'total ms':>10}{'file MiB':>10}{'x dirtied':>10}"
+        f"{'restore ms':>11}{'tick ms':>9}{'MiB/s after':>12}")
+    for (mem, pct), r in incr.items():
+        if not r:
+            log(f"{mem:<6}{pct:>5}% (failed)")
+            continue
+        dirtied = (r["dirty_mib"] + 8) << 20  # the rewritten file and the seed
+        idle = med(r["rounds"]["none"])
+        rate = lambda xs: f"{r['dirty_mib'] / (med(xs) / 1000):.0f}" if xs else "-"
+        for kind in ("full", "incremental"):
+            cs = [c for c in r["ckpts"] if c["kind"] == kind]
+            rr = r["full_restore"] if kind == "full" else r
+            x = f"{med([c['bytes'] for c in cs]) / dirtied:.2f}" if kind == "incremental" else "-"
+            log(f"{mem:<6}{pct:>5}% {kind:<12}{med([c['pause'] for c in cs]):>10.1f}{med([c['total'] for c in cs]):>10.0f}"
+                f"{mib(med([c['bytes'] for c in cs])):>10.1f}{x:>10}{med(rr['start']):>11.0f}{med(rr['tick']):>9.0f}"
+                f"{rate(r['rounds'][kind]):>12}")
+        log(f"{mem:<6}{pct:>5}% {'no ckpt':<12}{'':>10}{'':>10}{'':>10}{'':>10}{'':>11}{'':>9}{rate(r['rounds']['none']):>12}")
+        q = std.get((mem, "qemu"))
+        if q:
+            inc = [c for c in r["ckpts"] if c["kind"] == "incremental"]
+            log(f"{mem:<6}{pct:>5}% {'qemu':<12}{med(q['pause']):>10.1f}{med(q['total']):>10.0f}{mib(med(q['bytes'])):>10.1f}"
+                f"{'':>10}{med(q['start']):>11.0f}{med(q['tick']):>9.0f}")
+            pause_x = med(q["pause"]) / med([c["pause"] for c in inc])
+            start_x = med(q["start"]) / med(r["start"]) if r["start"] else float("nan")
+            log(f"  {mem} {pct}%: incremental pause 1/{pause_x:.0f} of qemu's ({'met' if pause_x >= 10 else 'NOT met'}, goal 1/10); "
+                f"bytes {med([c['bytes'] for c in inc]) / dirtied:.2f}x dirtied "
+                f"({'met' if med([c['bytes'] for c in inc]) <= 1.1 * dirtied else 'NOT met'}, goal <= 1.10x); "
+                f"restore to running vCPUs 1/{start_x:.1f} of qemu's ({'met' if start_x >= 10 else 'NOT met'}, goal 1/10); "
+                f"guest rewrite pace after an incremental checkpoint {rate(r['rounds']['incremental'])} MiB/s, "
+                f"after a full one {rate(r['rounds']['full'])}, without {rate(r['rounds']['none'])}")
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -499,6 +625,16 @@ def main():
     for (mem, vmm), r in std.items():
         for e in r.get("start_errors", []):
             failed.append(f"{vmm} standard {mem}: {e}")
+    incr = {}
+    for mem in incr_sizes:
+        for pct in incr_pcts:
+            try:
+                incr[(mem, pct)] = bench_cairn_incremental(mem, pct)
+            except (Failure, OSError, subprocess.SubprocessError, ValueError, KeyError) as e:
+                incr[(mem, pct)] = None
+                failed.append(f"cairn incremental {mem} {pct}%: {e}")
+                log(f"FAILED: cairn incremental {mem} {pct}%: {e}")
+                cleanup_running()
     for n in disk_counts:
         try:
             prod[n] = bench_production(n)
@@ -547,6 +683,12 @@ def main():
             x = med(q[k]) / med(c[k])
             parts.append(f"{what} {x:.2f}x {'met' if x >= goal else 'NOT met'}")
         log(f"  {mem}: " + "; ".join(parts))
+
+    if incr:
+        report_incremental(incr, std)
+    for r in incr.values():
+        for e in (r or {}).get("start_errors", []) + (r or {}).get("full_restore", {}).get("start_errors", []):
+            failed.append(f"incremental: {e}")
 
     log("")
     log(f"== production checkpoints (guest agent freeze, 256 MiB guest), {prod_runs} run(s) each ==")

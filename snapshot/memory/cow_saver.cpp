@@ -142,8 +142,11 @@ bool CopyOnWriteSaver::store(size_t i, bool on_fault) {
   uint8_t storing = kStoring;
   const bool keep_protected = track_ && !on_fault && state_[i].compare_exchange_strong(storing, kClean);
   if (!keep_protected) {
-    unprotect(chunks_.addr(i), chunks_.span(i).length);
+    // Marked stored before the protection is lifted, which wakes the waiting
+    // writes: once one goes on, its chunk counts as written. A fault meeting
+    // the mark before the lift is woken and faults again until it is lifted.
     state_[i].store(kStored, std::memory_order_release);
+    unprotect(chunks_.addr(i), chunks_.span(i).length);
   }
   stored_.fetch_add(1);
   finish_if_complete();

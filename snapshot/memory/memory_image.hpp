@@ -6,16 +6,18 @@
 //
 // Header (64 bytes, at offset 0)
 //   0   8  magic "CAIRNMEM"
-//   8   4  version (1)
+//   8   4  version: 1, or 2 (written by cairn now: carries an image id, and
+//          may be incremental)
 //   12  4  page_size: 4096
 //   16  4  chunk_size: a multiple of page_size, at most 512 pages (2 MiB)
 //   20  4  region_count: 1 .. 64
 //   24  8  chunk_count: sum over regions of ceil(region size / chunk_size)
 //   32  8  index_offset: where the chunk index starts
 //   40  8  file_size: the size of the whole file (index_offset + chunk_count * 88)
-//   48  8  reserved, 0
+//   48  8  parent_id: version 2, the image_id of the image this one builds on
+//          (0: a full image); version 1, 0
 //   56  8  meta_checksum: XXH3_64bits over header bytes [0, 56), then the
-//          region table, then the chunk index, hashed as one stream
+//          region table and image id, then the chunk index, as one stream
 //
 // Region table (region_count * 16 bytes, at offset 64): the guest RAM layout
 //   0   8  gpa: guest-physical start, page aligned
@@ -24,7 +26,12 @@
 //   pages in order: region 0's first chunk_size bytes are chunk 0, and so
 //   on; the last chunk of a region may be shorter (whole pages).
 //
-// Chunk data (from 64 + 16 * region_count up to index_offset): each stored
+// Image id (version 2 only, 8 bytes right after the region table): random,
+//   not 0, kept when the image is rewritten by folding its parent into it,
+//   so that images built on it still find it. A version 1 image's id is its
+//   meta_checksum (it is never rewritten).
+//
+// Chunk data (from 64 + 16 * region_count (+ 8 in version 2) up to index_offset): each stored
 //   chunk is one LZ4 block (LZ4_compress_default) of the chunk's present pages
 //   concatenated in page order, or those bytes raw when lz4 would not make
 //   them smaller. Chunks may appear in any order (they are written by several
@@ -36,11 +43,19 @@
 //   0   8  offset of the stored bytes
 //   8   4  stored_size
 //   12  2  present_pages: pages stored (the others are all zero)
-//   14  2  flags: bit 0 = stored raw (stored_size == present_pages * page_size)
+//   14  2  flags: bit 0 = stored raw (stored_size == present_pages * page_size);
+//          bit 1 = in parent (incremental images only): the chunk is as in
+//          the parent image, nothing stored here (offset, stored_size,
+//          present_pages, checksum and bitmap 0, no other flag)
 //   16  8  checksum: XXH3_64bits of the stored bytes
 //   24 64  present bitmap: bit p (byte p / 8, bit p % 8) is set when page p
 //          of the chunk is stored; bits past the chunk's page count are 0
 //   A chunk with no present page has offset, stored_size, flags, checksum 0.
+//
+// An incremental image's RAM is its stored chunks over its parent's RAM,
+// recursively down to a full image (image_chain.hpp). A chain is checked as
+// it is opened: each parent_id must equal the next image's image_id, all of
+// one layout and chunk size, the last image full.
 //
 // A reader checks the header, region table and index (bounds, sizes, counts,
 // meta_checksum) before reading any chunk, and every chunk's checksum before

@@ -248,6 +248,7 @@ class Machine {
   // the guest writes since.
   std::string base_dir_;
   uint64_t base_image_id_ = 0;
+  size_t base_depth_ = 0;  // images in the base's chain (folding may have made it fewer)
   // Last: destroyed first, once the vCPU threads are joined, while the guest
   // memory they protect or fill is still mapped.
   std::unique_ptr<snap::CopyOnWriteSaver> tracker_;

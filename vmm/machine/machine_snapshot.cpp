@@ -251,12 +251,16 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
   // Incremental: the guest's writes were tracked since this VMM's last
   // checkpoint, whose memory image is still there; only the chunks written
   // since are stored, the others refer to that image.
+  // A chain is cut at kMaxIncrementalDepth images: each adds a file to open
+  // and check on restore (a chain may hold 255).
+  constexpr size_t kMaxIncrementalDepth = 32;
   const char* inc_env = std::getenv("CAIRN_INCREMENTAL");
   bool incremental = method == MemoryCopy::copy_on_write && tracker_ && base_image_id_ &&
-                           !(inc_env && std::string_view(inc_env) == "0") &&
-                           fs::exists(fs::path(base_dir_) / snap::kCheckpointMemoryFile) &&
-                           fs::absolute(dir).lexically_normal().parent_path() ==
-                               fs::path(base_dir_).lexically_normal().parent_path();
+                     base_depth_ < kMaxIncrementalDepth &&
+                     !(inc_env && std::string_view(inc_env) == "0") &&
+                     fs::exists(fs::path(base_dir_) / snap::kCheckpointMemoryFile) &&
+                     fs::absolute(dir).lexically_normal().parent_path() ==
+                         fs::path(base_dir_).lexically_normal().parent_path();
   if (incremental) {
     // Removing a checkpoint may have folded its memory into the base's image:
     // the same RAM under a new id.
@@ -407,6 +411,7 @@ Result<CheckpointStats> Machine::save_checkpoint(const std::string& dir_arg, con
     saved = true;
     base_dir_ = fs::absolute(dir).string();
     base_image_id_ = mstats->image_id;
+    base_depth_ = incremental ? base_depth_ + 1 : 1;
   }
   stats.incremental = incremental;
 
