@@ -4,8 +4,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdint>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "snapshot/memory/file_io.hpp"
@@ -54,6 +57,26 @@ struct FakeRam {
 
 inline void fill_random(uint8_t* p, size_t n, std::mt19937_64& rng) {
   for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(rng());
+}
+
+// The bytes of an incremental image of `regions` on top of image `parent_id`
+// that stores the `written` chunks and refers to the parent for the others.
+// Fails the test case on an error.
+inline std::vector<uint8_t> incremental_image_bytes(std::span<const RamRegion> regions, uint32_t chunk_size,
+                                                    uint64_t parent_id, const std::vector<size_t>& written,
+                                                    MemoryImageStats* stats = nullptr) {
+  auto fd = memfile();
+  auto w = MemoryImageWriter::create(fd.get(), regions, {.chunk_size = chunk_size, .parent_id = parent_id});
+  REQUIRE(w);
+  REQUIRE(w->store(written));
+  std::vector<size_t> rest;
+  for (size_t i = 0; i < w->chunk_count(); ++i)
+    if (std::find(written.begin(), written.end(), i) == written.end()) rest.push_back(i);
+  REQUIRE(w->refer_to_parent(rest));
+  auto st = w->finish();
+  REQUIRE(st);
+  if (stats) *stats = *st;
+  return slurp(fd.get());
 }
 
 }  // namespace cairn::snap::test
