@@ -1,13 +1,11 @@
 #include "snapshot/memory/cow_saver.hpp"
 
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 
 #include "snapshot/memory/userfaultfd.hpp"
@@ -16,11 +14,6 @@
 namespace cairn::snap {
 
 namespace {
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // UFFDIO_WRITEPROTECT, retried while the kernel says the mappings are changing.
 int write_protect(int uffd, uint64_t addr, uint64_t len, bool on) {
   uffdio_writeprotect wp{};
@@ -61,7 +54,6 @@ Result<std::unique_ptr<CopyOnWriteSaver>> CopyOnWriteSaver::start(MemoryImageWri
   s->state_ = std::make_unique<std::atomic<uint8_t>[]>(s->chunks_.size());
   s->order_.resize(s->chunks_.size());
   for (size_t i = 0; i < s->order_.size(); ++i) s->order_[i] = i;
-  s->start_ns_ = now_ns();
 
   uint64_t features = 0;
   auto uffd = open_userfaultfd(features);
@@ -72,10 +64,11 @@ Result<std::unique_ptr<CopyOnWriteSaver>> CopyOnWriteSaver::start(MemoryImageWri
   if (!(features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
     return fail(Errc::unsupported, "this kernel's userfaultfd cannot write-protect shared memory (Linux 5.19+)");
   if (auto r = s->protect_all(); !r) return std::unexpected(r.error());
-  s->stop_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!s->stop_fd_) return fail_errno("eventfd");
-
-  s->fault_thread_ = std::thread([p = s.get()] { p->fault_loop(); });
+  s->outcome_.restart();  // the instant of the image
+  if (auto r = s->fault_thread_.start(s->uffd_.get(), [p = s.get()](uint64_t addr) { p->serve_fault(addr); }); !r) {
+    s->unprotect_all();
+    return std::unexpected(r.error());
+  }
   s->track_ = opts.track_writes;
   s->threads_ = opts.threads ? opts.threads : std::max(1u, std::thread::hardware_concurrency());
   if (opts.start_writers) s->start_writers();
@@ -113,11 +106,7 @@ CopyOnWriteSaver::~CopyOnWriteSaver() {
   // No fault may wait after this: lift what protection is left, then end the
   // fault thread (closing the fd unregisters the mappings).
   unprotect_all();
-  if (stop_fd_) {
-    uint64_t one = 1;
-    (void)!::write(stop_fd_.get(), &one, sizeof(one));
-  }
-  if (fault_thread_.joinable()) fault_thread_.join();
+  fault_thread_.stop();
 }
 
 void CopyOnWriteSaver::writer_loop() {
@@ -172,25 +161,17 @@ void CopyOnWriteSaver::unprotect_all() {
 }
 
 void CopyOnWriteSaver::fail_store(Error e) {
-  {
-    std::lock_guard lk(mu_);
-    if (error_) return;
-    error_ = std::move(e);
-  }
-  failed_ = true;
   // The checkpoint has failed: the guest goes on at once.
-  unprotect_all();
-  cv_.notify_all();
+  (void)outcome_.fail(std::move(e), [this](const Error&) {
+    failed_ = true;
+    unprotect_all();
+  });
 }
 
 void CopyOnWriteSaver::finish_if_complete() {
   if (stored_.load() != chunks_.size()) return;
   if (!track_) unprotect_all();  // every chunk's protection is lifted already; this unregisters
-  std::lock_guard lk(mu_);
-  if (complete_) return;
-  complete_ = true;
-  copy_ms_ = static_cast<double>(now_ns() - start_ns_) / 1e6;
-  cv_.notify_all();
+  (void)outcome_.finish();
 }
 
 void CopyOnWriteSaver::serve_fault(uint64_t addr) {
@@ -218,16 +199,7 @@ void CopyOnWriteSaver::serve_fault(uint64_t addr) {
   (void)::ioctl(uffd_.get(), UFFDIO_WAKE, &range);
 }
 
-void CopyOnWriteSaver::fault_loop() {
-  serve_faults(uffd_.get(), stop_fd_.get(), [this](const uffd_msg& m) { serve_fault(m.arg.pagefault.address); });
-}
-
-Result<void> CopyOnWriteSaver::wait() {
-  std::unique_lock lk(mu_);
-  cv_.wait(lk, [this] { return complete_ || error_.has_value(); });
-  if (error_) return std::unexpected(*error_);
-  return {};
-}
+Result<void> CopyOnWriteSaver::wait() { return outcome_.wait(); }
 
 Result<CopyOnWriteSaver::Rearmed> CopyOnWriteSaver::rearm(MemoryImageWriter& next) {
   if (!track_) return fail(Errc::invalid_state, "this copy does not track writes");
@@ -238,14 +210,22 @@ Result<CopyOnWriteSaver::Rearmed> CopyOnWriteSaver::rearm(MemoryImageWriter& nex
   writers_.clear();
   Rearmed out;
   for (size_t i = 0; i < chunks_.size(); ++i) {
-    if (state_[i].load(std::memory_order_acquire) != kStored) {
+    if (state_[i].load(std::memory_order_acquire) != kStored)
       out.unchanged.push_back(i);  // still protected: its first write is still to come
-      continue;
-    }
-    if (write_protect(uffd_.get(), chunks_.addr(i), chunks_.span(i).length, true) != 0)
+    else
+      out.written.push_back(i);
+  }
+  // One ioctl per run of adjacent written chunks: each call walks the page
+  // tables from the top, which costs the pause more than the pages do.
+  for (size_t k = 0; k < out.written.size();) {
+    const uint64_t start = chunks_.addr(out.written[k]);
+    uint64_t end = start + chunks_.span(out.written[k]).length;
+    size_t j = k + 1;
+    for (; j < out.written.size() && chunks_.addr(out.written[j]) == end; ++j)
+      end += chunks_.span(out.written[j]).length;
+    if (write_protect(uffd_.get(), start, end - start, true) != 0)
       return fail_errno("write-protecting guest memory again");
-    state_[i].store(kPending, std::memory_order_release);
-    out.written.push_back(i);
+    for (; k < j; ++k) state_[out.written[k]].store(kPending, std::memory_order_release);
   }
   std::lock_guard lk(mu_);
   writer_ = &next;
@@ -254,9 +234,7 @@ Result<CopyOnWriteSaver::Rearmed> CopyOnWriteSaver::rearm(MemoryImageWriter& nex
   stored_ = out.unchanged.size();
   fault_chunks_ = 0;
   faults_ = 0;
-  complete_ = false;
-  copy_ms_ = 0;
-  start_ns_ = now_ns();
+  outcome_.restart();
   return out;
 }
 
@@ -268,8 +246,7 @@ std::vector<size_t> CopyOnWriteSaver::written_chunks() const {
 }
 
 CowSaveStats CopyOnWriteSaver::stats() const {
-  std::lock_guard lk(mu_);
-  return {chunks_.size(), stored_.load(), fault_chunks_.load(), faults_.load(), copy_ms_, complete_};
+  return {chunks_.size(), stored_.load(), fault_chunks_.load(), faults_.load(), outcome_.ms(), outcome_.done()};
 }
 
 }  // namespace cairn::snap

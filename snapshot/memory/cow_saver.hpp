@@ -17,14 +17,13 @@
 // waiting for one chunk's compression.
 #pragma once
 #include <atomic>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <thread>
 #include <vector>
 
 #include "snapshot/memory/memory_image.hpp"
+#include "snapshot/memory/userfaultfd.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/unique_fd.hpp"
 
@@ -90,7 +89,6 @@ class CopyOnWriteSaver {
   CopyOnWriteSaver() = default;
   Result<void> protect_all();
   void writer_loop();
-  void fault_loop();
   void serve_fault(uint64_t addr);
   // Stores chunk i unless another thread has claimed it; true if this call did.
   bool store(size_t i, bool on_fault);
@@ -102,7 +100,6 @@ class CopyOnWriteSaver {
   MemoryImageWriter* writer_ = nullptr;
   HostChunks chunks_;
   UniqueFd uffd_;
-  UniqueFd stop_fd_;  // eventfd: ends the fault thread
   std::unique_ptr<std::atomic<uint8_t>[]> state_;
   std::vector<size_t> order_;  // the chunks the writers store, in order
   std::atomic<size_t> next_{0};
@@ -111,18 +108,14 @@ class CopyOnWriteSaver {
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> fault_chunks_{0};
   std::atomic<uint64_t> faults_{0};
-  int64_t start_ns_ = 0;
+  JobOutcome outcome_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool complete_ = false;
+  mutable std::mutex mu_;  // registered_, and writer_ and order_ while rearmed
   bool registered_ = false;
-  double copy_ms_ = 0;
-  std::optional<Error> error_;
 
   unsigned threads_ = 0;
   bool track_ = false;
-  std::thread fault_thread_;
+  FaultThread fault_thread_;
   std::vector<std::thread> writers_;
 };
 

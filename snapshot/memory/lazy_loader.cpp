@@ -1,8 +1,6 @@
 #include "snapshot/memory/lazy_loader.hpp"
 
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,12 +13,6 @@
 namespace cairn::snap {
 
 namespace {
-int64_t now_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
 // Where shared memory gets transparent huge pages, a pwrite of one chunk
 // would put a whole 2 MiB folio in the memfd, its other pages zero, and a
 // touch of those would find them present: never loaded, silently wrong.
@@ -52,7 +44,6 @@ Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_pt
   l->chunks_ = HostChunks(std::move(regions), l->image_->chunk_size());
   l->on_error_ = std::move(on_error);
   l->state_ = std::make_unique<std::atomic<uint8_t>[]>(l->chunks_.size());
-  l->start_ns_ = now_ns();
 
   if (auto r = check_no_shmem_thp(); !r) return std::unexpected(r.error());
   uint64_t features = 0;
@@ -62,10 +53,8 @@ Result<std::unique_ptr<LazyMemoryLoader>> LazyMemoryLoader::start(std::shared_pt
   if (!(features & UFFD_FEATURE_MISSING_SHMEM))
     return fail(Errc::unsupported, "this kernel's userfaultfd cannot serve shared memory");
   if (auto r = l->register_regions(); !r) return std::unexpected(r.error());
-  l->stop_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!l->stop_fd_) return fail_errno("eventfd");
-
-  l->fault_thread_ = std::thread([p = l.get()] { p->fault_loop(); });
+  if (auto r = l->fault_thread_.start(l->uffd_.get(), [p = l.get()](uint64_t addr) { p->serve_fault(addr); }); !r)
+    return std::unexpected(r.error());
   unsigned threads = opts.prefetch_threads ? opts.prefetch_threads : std::max(1u, std::thread::hardware_concurrency());
   if (!opts.prefetch) threads = 0;
   for (unsigned t = 0; t < threads; ++t) l->prefetchers_.emplace_back([p = l.get()] { p->prefetch_loop(); });
@@ -85,11 +74,7 @@ LazyMemoryLoader::~LazyMemoryLoader() {
   stopping_ = true;
   for (auto& t : prefetchers_)
     if (t.joinable()) t.join();
-  if (stop_fd_) {
-    uint64_t one = 1;
-    (void)!::write(stop_fd_.get(), &one, sizeof(one));
-  }
-  if (fault_thread_.joinable()) fault_thread_.join();
+  fault_thread_.stop();
   // Closing the userfaultfd unregisters the mappings: a later touch of a
   // page never loaded finds a hole (zeros) instead of waiting forever.
 }
@@ -150,30 +135,22 @@ void LazyMemoryLoader::wake_chunk(size_t i) {
 }
 
 void LazyMemoryLoader::fail_load(Error e) {
-  {
-    std::lock_guard lk(mu_);
-    if (error_) return;
-    error_ = e;
-  }
   // The vCPUs are told to stop before any fault is let go.
-  if (on_error_) on_error_(e);
-  failed_ = true;
-  cv_.notify_all();
+  (void)outcome_.fail(std::move(e), [this](const Error& err) {
+    if (on_error_) on_error_(err);
+    failed_ = true;
+  });
 }
 
 void LazyMemoryLoader::finish_if_complete() {
   if (loaded_.load() != chunks_.size()) return;
-  std::lock_guard lk(mu_);
-  if (complete_) return;
-  complete_ = true;
-  load_ms_ = static_cast<double>(now_ns() - start_ns_) / 1e6;
   // Every page is in the memfd or a hole that reads as zeros: no fault needs
   // the loader any more (unregistering wakes any that still wait).
   for (auto& r : chunks_.regions()) {
     uffdio_range range{reinterpret_cast<uint64_t>(r.host), r.size};
     (void)::ioctl(uffd_.get(), UFFDIO_UNREGISTER, &range);
   }
-  cv_.notify_all();
+  (void)outcome_.finish();
 }
 
 void LazyMemoryLoader::serve_fault(uint64_t addr) {
@@ -194,20 +171,10 @@ void LazyMemoryLoader::serve_fault(uint64_t addr) {
   }
 }
 
-void LazyMemoryLoader::fault_loop() {
-  serve_faults(uffd_.get(), stop_fd_.get(), [this](const uffd_msg& m) { serve_fault(m.arg.pagefault.address); });
-}
-
-Result<void> LazyMemoryLoader::wait() {
-  std::unique_lock lk(mu_);
-  cv_.wait(lk, [this] { return complete_ || error_.has_value(); });
-  if (error_) return std::unexpected(*error_);
-  return {};
-}
+Result<void> LazyMemoryLoader::wait() { return outcome_.wait(); }
 
 LazyLoadStats LazyMemoryLoader::stats() const {
-  std::lock_guard lk(mu_);
-  return {chunks_.size(), loaded_.load(), demand_chunks_.load(), faults_.load(), load_ms_, complete_};
+  return {chunks_.size(), loaded_.load(), demand_chunks_.load(), faults_.load(), outcome_.ms(), outcome_.done()};
 }
 
 }  // namespace cairn::snap

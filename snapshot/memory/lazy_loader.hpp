@@ -15,15 +15,13 @@
 // When every chunk is in, the mappings are unregistered and the threads end.
 #pragma once
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <thread>
 #include <vector>
 
 #include "snapshot/memory/image_chain.hpp"
+#include "snapshot/memory/userfaultfd.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/unique_fd.hpp"
 
@@ -66,7 +64,6 @@ class LazyMemoryLoader {
   enum ChunkState : uint8_t { kUnloaded, kLoading, kLoaded };
   LazyMemoryLoader() = default;
   Result<void> register_regions();
-  void fault_loop();
   void prefetch_loop();
   // Loads chunk i unless another thread has claimed it; true if it did.
   bool load(size_t i, bool on_demand);
@@ -81,7 +78,6 @@ class LazyMemoryLoader {
   HostChunks chunks_;
   ErrorHandler on_error_;
   UniqueFd uffd_;
-  UniqueFd stop_fd_;  // eventfd: ends the fault thread
   std::unique_ptr<std::atomic<uint8_t>[]> state_;
   std::atomic<size_t> next_prefetch_{0};
   std::atomic<size_t> loaded_{0};
@@ -89,15 +85,9 @@ class LazyMemoryLoader {
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> demand_chunks_{0};
   std::atomic<uint64_t> faults_{0};
-  int64_t start_ns_ = 0;
+  JobOutcome outcome_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool complete_ = false;
-  double load_ms_ = 0;
-  std::optional<Error> error_;
-
-  std::thread fault_thread_;
+  FaultThread fault_thread_;
   std::vector<std::thread> prefetchers_;
 };
 

@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace cairn::snap {
@@ -61,6 +63,73 @@ void serve_faults(int uffd, int stop_fd, const std::function<void(const uffd_msg
     for (size_t k = 0; k < static_cast<size_t>(got) / sizeof(uffd_msg); ++k)
       if (msgs[k].event == UFFD_EVENT_PAGEFAULT) on_fault(msgs[k]);
   }
+}
+
+Result<void> FaultThread::start(int uffd, std::function<void(uint64_t addr)> on_fault) {
+  stop_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop_fd_) return fail_errno("eventfd");
+  thread_ = std::thread([uffd, stop = stop_fd_.get(), f = std::move(on_fault)] {
+    serve_faults(uffd, stop, [&](const uffd_msg& m) { f(m.arg.pagefault.address); });
+  });
+  return {};
+}
+
+void FaultThread::stop() {
+  if (!thread_.joinable()) return;
+  uint64_t one = 1;
+  (void)!::write(stop_fd_.get(), &one, sizeof(one));
+  thread_.join();
+}
+
+namespace {
+int64_t monotonic_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+void JobOutcome::restart() {
+  std::lock_guard lk(mu_);
+  done_ = false;
+  ms_ = 0;
+  start_ns_ = monotonic_ns();
+}
+
+bool JobOutcome::fail(Error e, const std::function<void(const Error&)>& first) {
+  {
+    std::lock_guard lk(mu_);
+    if (error_) return false;
+    error_ = e;
+  }
+  if (first) first(e);
+  cv_.notify_all();
+  return true;
+}
+
+bool JobOutcome::finish() {
+  std::lock_guard lk(mu_);
+  if (done_) return false;
+  done_ = true;
+  ms_ = static_cast<double>(monotonic_ns() - start_ns_) / 1e6;
+  cv_.notify_all();
+  return true;
+}
+
+Result<void> JobOutcome::wait() const {
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [this] { return done_ || error_.has_value(); });
+  if (error_) return std::unexpected(*error_);
+  return {};
+}
+
+bool JobOutcome::done() const {
+  std::lock_guard lk(mu_);
+  return done_;
+}
+
+double JobOutcome::ms() const {
+  std::lock_guard lk(mu_);
+  return ms_;
 }
 
 }  // namespace cairn::snap
