@@ -1,6 +1,7 @@
 #include "snapshot/memory/image_chain.hpp"
 
 #include <filesystem>
+#include <map>
 #include <optional>
 
 namespace cairn::snap {
@@ -58,20 +59,23 @@ Result<MemoryImageChain> MemoryImageChain::open_checkpoint(const std::string& di
   auto first = MemoryImageReader::open((fs::path(dir) / kCheckpointMemoryFile).string());
   if (!first) return std::unexpected(first.error());
   images.push_back(std::move(*first));
+  if (!images.back().parent_id()) return MemoryImageChain::from(std::move(images));
+  // The siblings' ids, read once from their first bytes: only the chain's
+  // images are opened and checked whole.
   const fs::path siblings = fs::absolute(dir).lexically_normal().parent_path();
+  std::multimap<uint64_t, std::string> by_id;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(siblings, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string img = (it->path() / kCheckpointMemoryFile).string();
+    if (auto id = MemoryImageReader::peek_image_id(img)) by_id.emplace(*id, img);
+  }
   while (images.back().parent_id()) {
     if (images.size() >= 255) return fail(Errc::corrupt, "checkpoint {}: its memory builds on over 255 images", dir);
     const uint64_t want = images.back().parent_id();
     std::optional<MemoryImageReader> found;
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(siblings, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-      const fs::path img = it->path() / kCheckpointMemoryFile;
-      if (!fs::exists(img)) continue;
-      auto r = MemoryImageReader::open(img.string());
-      if (r && r->image_id() == want) {
-        found = std::move(*r);
-        break;
-      }
+    for (auto [it, end] = by_id.equal_range(want); it != end && !found; ++it) {
+      auto r = MemoryImageReader::open(it->second);
+      if (r && r->image_id() == want) found = std::move(*r);
     }
     if (!found)
       return fail(Errc::corrupt, "checkpoint {}: the memory image it builds on ({:016x}) is not in {}", dir, want,

@@ -149,6 +149,10 @@ class MemoryImageReader {
   // file in error messages. Takes ownership of `fd`.
   static Result<MemoryImageReader> open(UniqueFd fd, std::string what);
   static Result<MemoryImageReader> open(const std::string& path);
+  // The image id of the file at `path` from its first bytes, nothing checked
+  // but the magic, version and region count (nullopt otherwise): to find an
+  // image among many cheaply, then open() it.
+  static std::optional<uint64_t> peek_image_id(const std::string& path);
 
   const std::vector<RegionLayout>& layout() const { return layout_; }
   uint32_t chunk_size() const { return chunk_size_; }

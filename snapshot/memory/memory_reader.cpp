@@ -38,6 +38,21 @@ Result<MemoryImageReader> MemoryImageReader::open(const std::string& path) {
   return open(std::move(*fd), path);
 }
 
+std::optional<uint64_t> MemoryImageReader::peek_image_id(const std::string& path) {
+  auto fd = open_read(path);
+  if (!fd) return std::nullopt;
+  std::vector<uint8_t> header(kMemoryHeaderSize);
+  if (!pread_full(fd->get(), 0, header, path)) return std::nullopt;
+  if (std::memcmp(header.data(), kMemoryMagic, sizeof(kMemoryMagic)) != 0) return std::nullopt;
+  const uint32_t version = get_u32(header, 8);
+  if (version == kMemoryVersion) return get_u64(header, 56);  // its meta_checksum
+  const uint32_t regions = get_u32(header, 20);
+  if (version != kMemoryIncrementalVersion || regions == 0 || regions > kMemoryMaxRegions) return std::nullopt;
+  std::vector<uint8_t> id(kMemoryIdSize);
+  if (!pread_full(fd->get(), kMemoryHeaderSize + kMemoryRegionEntrySize * regions, id, path)) return std::nullopt;
+  return get_u64(id, 0);
+}
+
 Result<MemoryImageReader> MemoryImageReader::open(UniqueFd fd, std::string what) {
   MemoryImageReader m;
   m.fd_ = std::move(fd);

@@ -1,8 +1,12 @@
 // Incremental memory images: only the chunks written since the parent are
 // stored; a chain loads the guest's RAM whole, and a chain whose links do
 // not match is refused.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <filesystem>
 
 #include "snapshot/memory/image_chain.hpp"
 #include "snapshot/memory/image_fold.hpp"
@@ -195,4 +199,53 @@ TEST_CASE("incremental images: removing one in the middle folds its chunks into 
   auto damaged = fold_into_child(bad.reader(), c.reader(), out4.get());
   REQUIRE_FALSE(damaged);
   CHECK(damaged.error().code == Errc::corrupt);
+}
+
+TEST_CASE("incremental images: a checkpoint's chain is found among its sibling folders", "[snapshot][chain]") {
+  namespace fs = std::filesystem;
+  std::string tmpl = fs::temp_directory_path().string() + "/cairn-chain-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl.data()));
+  const fs::path root = tmpl;
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  } cleanup{root};
+  auto put = [&](const std::string& folder, const std::vector<uint8_t>& bytes) {
+    fs::create_directories(root / folder);
+    auto fd = UniqueFd(::open((root / folder / kCheckpointMemoryFile).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    REQUIRE(fd);
+    REQUIRE(::write(fd.get(), bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+  };
+  std::mt19937_64 rng(33);
+  FakeRam ram({{0, kSize}});
+  fill_random(ram.bufs[0].data(), kSize / 4, rng);
+  Image a = full_image(ram);
+  scribble(ram, 3, rng);
+  Image b = incremental_image(ram, a, {3});
+  scribble(ram, 7, rng);
+  Image c = incremental_image(ram, b, {7});
+  const auto ram_c = ram.bufs[0];
+  put("a", a.bytes);
+  put("b", b.bytes);
+  put("c", c.bytes);
+  put("other", full_image(ram).bytes);  // an unrelated full image
+  put("junk", std::vector<uint8_t>(100, 0x5A));
+  fs::create_directories(root / "empty");
+
+  auto chain = MemoryImageChain::open_checkpoint((root / "c").string());
+  REQUIRE(chain);
+  CHECK(chain->depth() == 3);
+  CHECK(load(*chain) == ram_c);
+  auto full = MemoryImageChain::open_checkpoint((root / "a").string());
+  REQUIRE(full);
+  CHECK(full->depth() == 1);
+
+  fs::remove_all(root / "a");  // the chain's base gone
+  auto broken = MemoryImageChain::open_checkpoint((root / "c").string());
+  REQUIRE_FALSE(broken);
+  CHECK(broken.error().code == Errc::corrupt);
+  CHECK(broken.error().message.find("is not in") != std::string::npos);
 }
