@@ -3,7 +3,7 @@
 namespace cairn::snap {
 
 Result<MemoryImageStats> fold_into_child(const MemoryImageReader& removed, const MemoryImageReader& child,
-                                         int out_fd) {
+                                         int out_fd, const FoldProgress& progress) {
   if (child.parent_id() != removed.image_id())
     return fail(Errc::invalid_argument, "memory image {:016x} does not build on {:016x}", child.image_id(),
                 removed.image_id());
@@ -20,19 +20,20 @@ Result<MemoryImageStats> fold_into_child(const MemoryImageReader& removed, const
     const ChunkEntry& e = from->index()[i];
     if (e.in_parent()) {
       in_grandparent.push_back(i);
-      continue;
+    } else {
+      stored.clear();
+      if (e.present_pages)
+        if (auto r = from->read_stored(i, stored); !r) return std::unexpected(r.error());
+      if (auto r = w->copy_chunk(i, e, stored); !r) return std::unexpected(r.error());
     }
-    stored.clear();
-    if (e.present_pages)
-      if (auto r = from->read_stored(i, stored); !r) return std::unexpected(r.error());
-    if (auto r = w->copy_chunk(i, e, stored); !r) return std::unexpected(r.error());
+    if (progress) progress(i + 1, child.index().size());
   }
   if (!in_grandparent.empty())
     if (auto r = w->refer_to_parent(in_grandparent); !r) return std::unexpected(r.error());
   return w->finish();
 }
 
-Result<MemoryImageStats> flatten_chain(const MemoryImageChain& chain, int out_fd) {
+Result<MemoryImageStats> flatten_chain(const MemoryImageChain& chain, int out_fd, const FoldProgress& progress) {
   auto w = MemoryImageWriter::create_for_copy(out_fd, chain.layout(), {.chunk_size = chain.chunk_size()});
   if (!w) return std::unexpected(w.error());
   std::vector<uint8_t> stored;
@@ -43,6 +44,7 @@ Result<MemoryImageStats> flatten_chain(const MemoryImageChain& chain, int out_fd
     if (e.present_pages)
       if (auto r = from.read_stored(i, stored); !r) return std::unexpected(r.error());
     if (auto r = w->copy_chunk(i, e, stored); !r) return std::unexpected(r.error());
+    if (progress) progress(i + 1, w->chunk_count());
   }
   return w->finish();
 }

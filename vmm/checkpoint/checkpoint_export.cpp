@@ -167,7 +167,8 @@ Result<void> export_checkpoint(VmSession& s, const std::string& which, const std
       if (!chain) return std::unexpected(chain.error());
       auto fd = snap::create_new((t / "state/memory.img").string());
       if (!fd) return std::unexpected(fd.error());
-      if (auto r = snap::flatten_chain(*chain, fd->get()); !r) return std::unexpected(r.error());
+      if (auto r = snap::flatten_chain(*chain, fd->get(), [&](uint64_t d, uint64_t n) { p.update(d, n); }); !r)
+        return std::unexpected(r.error());
       if (auto r = snap::fsync_fd(fd->get(), "the exported memory image"); !r) return r;
     }
   }

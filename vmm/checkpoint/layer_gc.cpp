@@ -139,7 +139,8 @@ Result<void> fold_memory_into_children(const fs::path& folder, Progress& progres
     ::unlink(tmp.c_str());  // left by a crash in an earlier fold
     auto fd = snap::create_new(tmp);
     if (!fd) return std::unexpected(fd.error());
-    auto folded = snap::fold_into_child(*removed, *child, fd->get());
+    auto folded = snap::fold_into_child(*removed, *child, fd->get(),
+                                        [&](uint64_t d, uint64_t n) { progress.update(d, n); });
     if (!folded) return std::unexpected(std::move(folded.error()).context(fmt::format("folding into {}", child_img.string())));
     if (auto r = snap::fsync_fd(fd->get(), tmp); !r) return r;
     if (::rename(tmp.c_str(), child_img.c_str()) != 0) return fail_errno("renaming {}", tmp);
